@@ -1,0 +1,111 @@
+/*
+ * Runtime CPU detection and the dispatch table.
+ *
+ * x86: CPUID says what the core implements, XGETBV/XCR0 says whether the OS
+ * saves the wider registers on context switch; both must agree before a tier
+ * is used. aarch64: getauxval(AT_HWCAP) (NEON is architecturally mandatory,
+ * but the kernel still reports it).
+ */
+#include "internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+#define TABLE(isa)                                                             \
+    {ec_linear_f32_##isa, ec_ema_f32_##isa, ec_topk_f32_##isa,                 \
+     ec_cvt_bf16_f32_##isa, ec_cvt_f16_f32_##isa}
+
+static const ec_kernel_table table_scalar = TABLE(scalar);
+#ifdef EC_BUILD_AVX2
+static const ec_kernel_table table_avx2 = TABLE(avx2);
+#endif
+#ifdef EC_BUILD_AVX512
+static const ec_kernel_table table_avx512 = TABLE(avx512);
+#endif
+#ifdef EC_BUILD_NEON
+static const ec_kernel_table table_neon = TABLE(neon);
+#endif
+
+const ec_kernel_table *ec_active = &table_scalar;
+static int active_tier = EC_TIER_SCALAR;
+
+static const ec_kernel_table *table_for(int tier) {
+    switch (tier) {
+    case EC_TIER_SCALAR: return &table_scalar;
+#ifdef EC_BUILD_AVX2
+    case EC_TIER_AVX2: return &table_avx2;
+#endif
+#ifdef EC_BUILD_AVX512
+    case EC_TIER_AVX512: return &table_avx512;
+#endif
+#ifdef EC_BUILD_NEON
+    case EC_TIER_NEON: return &table_neon;
+#endif
+    default: return NULL;
+    }
+}
+
+const char *ec_tier_name(int tier) {
+    static const char *names[EC_TIER_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+    return (tier >= 0 && tier < EC_TIER_COUNT) ? names[tier] : "unknown";
+}
+
+int ec_tier_compiled(int tier) { return table_for(tier) != NULL; }
+
+#if defined(__x86_64__) || defined(__i386__)
+static uint64_t read_xcr0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+int ec_cpu_supports(int tier) {
+    unsigned a, b, c, d;
+    if (tier == EC_TIER_SCALAR) return 1;
+    if (tier != EC_TIER_AVX2 && tier != EC_TIER_AVX512) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    const int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!(osxsave && avx && fma && f16c)) return 0;
+    const uint64_t xcr0 = read_xcr0();
+    if ((xcr0 & 0x6) != 0x6) return 0; /* SSE + AVX state enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const int avx2 = (b >> 5) & 1;
+    if (tier == EC_TIER_AVX2) return avx2;
+    const int f = (b >> 16) & 1, dq = (b >> 17) & 1;
+    const int bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    /* opmask, upper halves of zmm0-15, zmm16-31 */
+    const int os_zmm = (xcr0 & 0xE0) == 0xE0;
+    return avx2 && f && dq && bw && vl && os_zmm;
+}
+#elif defined(__aarch64__)
+int ec_cpu_supports(int tier) {
+    if (tier == EC_TIER_SCALAR) return 1;
+    if (tier != EC_TIER_NEON) return 0;
+#if defined(__linux__)
+    const unsigned long hw = getauxval(AT_HWCAP);
+    return (hw & (1UL << 1)) != 0; /* HWCAP_ASIMD */
+#else
+    return 1; /* AArch64 without Linux auxv: Advanced SIMD is mandatory */
+#endif
+}
+#else
+int ec_cpu_supports(int tier) { return tier == EC_TIER_SCALAR; }
+#endif
+
+int ec_tier_available(int tier) {
+    return ec_tier_compiled(tier) && ec_cpu_supports(tier);
+}
+
+int ec_active_tier(void) { return active_tier; }
+
+int ec_set_active_tier(int tier) {
+    if (!ec_tier_available(tier)) return -1;
+    ec_active = table_for(tier);
+    active_tier = tier;
+    return 0;
+}

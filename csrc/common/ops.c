@@ -1,0 +1,108 @@
+/*
+ * Public entry points: split work across threads, validate what only C can
+ * validate cheaply, and call the active tier through the dispatch table.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Column chunks are multiples of this so every ISA's tiles stay whole. */
+#define N_ALIGN 32
+
+typedef struct {
+    const ec_linear_args *args;
+    size_t n_chunks; /* of N_ALIGN columns */
+} linear_job;
+
+static void linear_task(void *ctx, size_t task, size_t n_tasks) {
+    const linear_job *job = ctx;
+    const size_t c0 = job->n_chunks * task / n_tasks;
+    const size_t c1 = job->n_chunks * (task + 1) / n_tasks;
+    const size_t n0 = c0 * N_ALIGN;
+    size_t n1 = c1 * N_ALIGN;
+    if (n1 > job->args->n) n1 = job->args->n;
+    if (n0 < n1) ec_active->linear_f32(job->args, n0, n1);
+}
+
+void ec_linear_f32_serial(const ec_linear_args *a) { ec_active->linear_f32(a, 0, a->n); }
+
+void ec_linear_f32(const float *x, const float *w, const float *bias, float *y,
+                   size_t m, size_t n, size_t k, int transposed, int act) {
+    const ec_linear_args a = {x, w, bias, y, m, n, k, transposed, act};
+    if (m == 0 || n == 0) return;
+    const linear_job job = {&a, (n + N_ALIGN - 1) / N_ALIGN};
+    size_t tasks = (size_t)ec_threads_for_work((double)m * n * k);
+    if (tasks > job.n_chunks) tasks = job.n_chunks;
+    if (tasks <= 1) ec_active->linear_f32(&a, 0, n);
+    else ec_parallel_run(linear_task, (void *)&job, tasks);
+}
+
+/* ---- EMA affinity ------------------------------------------------------- */
+
+int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
+                          size_t n_ids, float decay, float boost,
+                          float max_score, uint64_t *counts, uint64_t *scratch) {
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= n_experts) return (int64_t)i;
+    if (!scratch && n_experts > EC_EMA_STACK_EXPERTS) return -2;
+    /* A bitmap dedupes ids (an id listed twice counts once) and lets the
+     * ISA kernel apply decay, boost and clamp in one vector pass. */
+    uint64_t stack_bits[EC_EMA_STACK_EXPERTS / 64];
+    uint64_t *bits = scratch ? scratch : stack_bits;
+    const size_t words = (n_experts + 63) / 64;
+    memset(bits, 0, words * sizeof bits[0]);
+    for (size_t i = 0; i < n_ids; i++) bits[ids[i] >> 6] |= 1ULL << (ids[i] & 63);
+    ec_active->ema_f32(scores, n_experts, bits, decay, boost, max_score);
+    if (counts) {
+        for (size_t w = 0; w < words; w++) {
+            uint64_t b = bits[w];
+            while (b) {
+                counts[w * 64 + (size_t)__builtin_ctzll(b)] += 1;
+                b &= b - 1;
+            }
+        }
+    }
+    return -1;
+}
+
+/* ---- top-k routing ------------------------------------------------------ */
+
+typedef struct {
+    const float *logits, *bonus;
+    size_t t, e, k;
+    int32_t *ids;
+    float *weights;
+    int64_t bad[EC_MAX_THREADS];
+} topk_job;
+
+static void topk_task(void *ctx, size_t task, size_t n_tasks) {
+    topk_job *job = ctx;
+    const size_t t0 = job->t * task / n_tasks, t1 = job->t * (task + 1) / n_tasks;
+    job->bad[task] = t0 < t1 ? ec_active->topk_f32(job->logits, job->bonus, job->e, job->k,
+                                                   t0, t1, job->ids, job->weights)
+                             : -1;
+}
+
+int64_t ec_route_topk_f32(const float *logits, const float *bonus, size_t t,
+                          size_t e, size_t k, int32_t *ids, float *weights) {
+    /* selection costs about one compare per logit; reuse the linear rate */
+    size_t tasks = (size_t)ec_threads_for_work((double)t * e);
+    if (tasks > t) tasks = t;
+    if (tasks <= 1) return ec_active->topk_f32(logits, bonus, e, k, 0, t, ids, weights);
+    topk_job job = {logits, bonus, t, e, k, ids, weights, {0}};
+    ec_parallel_run(topk_task, &job, tasks);
+    for (size_t i = 0; i < tasks; i++)
+        if (job.bad[i] >= 0) return job.bad[i]; /* tasks cover rows in order */
+    return -1;
+}
+
+/* ---- conversions -------------------------------------------------------- */
+
+void ec_cvt_bf16_f32(const uint16_t *src, float *dst, size_t n) {
+    ec_active->cvt_bf16_f32(src, dst, n);
+}
+
+void ec_cvt_f16_f32(const uint16_t *src, float *dst, size_t n) {
+    ec_active->cvt_f16_f32(src, dst, n);
+}

@@ -1,0 +1,7 @@
+"""`python -m edgecore` is the `edgecore` command."""
+
+import sys
+
+from edgecore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""Build the edgecore C kernels and their Cython wrapper.
+
+Each ISA tier's sources are compiled with that tier's flags only, so the
+rest of the library stays runnable on any CPU of the architecture; the
+dispatcher picks a tier at run time. A tier is kept only if the compiler can
+build a small probe for it (the probe, not the host machine, decides: a
+cross compiler targeting aarch64 builds NEON and drops the x86 tiers).
+Project metadata lives in pyproject.toml.
+"""
+
+import glob
+import os
+import sys
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
+
+
+# -ffp-contract=off: a multiply and an add stay two roundings unless the
+# source asks for an FMA, so the scalar reference means the same thing on
+# every architecture and compiler.
+COMMON_FLAGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-ffp-contract=off", "-fno-math-errno"]
+
+TIERS = {
+    "avx2": {
+        "flags": ["-mavx2", "-mfma", "-mf16c"],
+        "sources": "csrc/x86/avx2/*.c",
+        "probe": """
+            #include <immintrin.h>
+            int probe(float *p) {
+                __m256 a = _mm256_fmadd_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p), _mm256_setzero_ps());
+                __m128i h = _mm256_cvtps_ph(a, 0);
+                return _mm256_movemask_ps(a) + _mm_cvtsi128_si32(h);
+            }""",
+    },
+    "avx512": {
+        "flags": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+        "sources": "csrc/x86/avx512/*.c",
+        "probe": """
+            #include <immintrin.h>
+            int probe(float *p) {
+                __m512 a = _mm512_fmadd_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p), _mm512_setzero_ps());
+                __mmask16 m = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
+                __m256i w = _mm512_cvtepi32_epi16(_mm512_castps_si512(a));
+                return (int)m + _mm256_movemask_epi8(w) + (int)_mm512_reduce_add_ps(a);
+            }""",
+    },
+    "neon": {
+        "flags": [],  # NEON is baseline on AArch64 (and -mfpu is not an aarch64 flag)
+        "sources": "csrc/arm/neon/*.c",
+        "probe": """
+            #ifndef __aarch64__
+            #error "NEON tier targets AArch64 only"
+            #endif
+            #include <arm_neon.h>
+            float probe(const float *p) {
+                float32x4_t a = vfmaq_f32(vld1q_f32(p), vld1q_f32(p), vld1q_f32(p));
+                return vaddvq_f32(a) + vcvt_f32_f16(vld1_f16((const __fp16 *)p))[0];
+            }""",
+    },
+}
+
+COMMON_SOURCES = sorted(glob.glob("csrc/common/*.c")) + sorted(glob.glob("csrc/scalar/*.c"))
+INCLUDE_DIRS = ["csrc/include", "csrc", numpy.get_include()]
+
+
+class BuildKernels(build_ext):
+    """Probe each ISA tier, compile its sources with its own flags, link them in."""
+
+    def probe(self, name, tier, tmp):
+        path = os.path.join(tmp, f"probe_{name}.c")
+        with open(path, "w") as f:
+            f.write(tier["probe"])
+        try:
+            self.compiler.compile([path], output_dir=tmp, extra_postargs=COMMON_FLAGS + tier["flags"])
+        except CompileError:
+            return False
+        return True
+
+    def build_extensions(self):
+        tiers = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, tier in TIERS.items():
+                if self.probe(name, tier, tmp):
+                    tiers.append(name)
+                else:
+                    print(f"edgecore: compiler cannot build the {name} tier; it is left out", file=sys.stderr)
+        print(f"edgecore: building kernel tiers scalar, {', '.join(tiers)}", file=sys.stderr)
+        for ext in self.extensions:
+            objects = []
+            for name in tiers:
+                sources = sorted(glob.glob(TIERS[name]["sources"]))
+                objects += self.compiler.compile(
+                    sources,
+                    output_dir=self.build_temp,
+                    include_dirs=INCLUDE_DIRS,
+                    extra_postargs=COMMON_FLAGS + TIERS[name]["flags"],
+                    depends=glob.glob("csrc/**/*.h", recursive=True),
+                )
+                ext.define_macros.append((f"EC_BUILD_{name.upper()}", "1"))
+            ext.extra_objects = objects + list(ext.extra_objects or [])
+        super().build_extensions()
+
+
+kernels = Extension(
+    "edgecore._kernels",
+    sources=["edgecore/_kernels.pyx"] + COMMON_SOURCES,
+    include_dirs=INCLUDE_DIRS,
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=COMMON_FLAGS,
+    extra_link_args=["-pthread"],
+    libraries=["m"],
+    depends=glob.glob("csrc/**/*.h", recursive=True),
+)
+
+setup(
+    ext_modules=cythonize(
+        [kernels],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+        },
+    ),
+    cmdclass={"build_ext": BuildKernels},
+)

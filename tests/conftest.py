@@ -1,0 +1,28 @@
+"""Shared fixtures: kernel tiers forced one at a time, and a record of which
+tiers actually ran (printed at the end of the session, so CI logs show it)."""
+
+import pytest
+
+from edgecore import ops
+
+CAPS = ops.capabilities()
+TIERS_RUN: set[str] = set()
+
+
+@pytest.fixture(params=CAPS["available"])
+def tier(request):
+    """Every compiled-and-available kernel tier, forced in turn."""
+    with ops.forced_tier(request.param):
+        TIERS_RUN.add(request.param)
+        yield request.param
+
+
+def pytest_terminal_summary(terminalreporter):
+    tr = terminalreporter
+    tr.section("edgecore kernel tiers")
+    tr.write_line(f"compiled:  {', '.join(CAPS['compiled'])}")
+    tr.write_line(f"available: {', '.join(CAPS['available'])}  (default active: {CAPS['active']})")
+    tr.write_line(f"tested:    {', '.join(sorted(TIERS_RUN)) or 'none'}")
+    skipped = [t for t in CAPS["compiled"] if t not in CAPS["available"]]
+    if skipped:
+        tr.write_line(f"NOT RUN on this CPU (compiled, unsupported here): {', '.join(skipped)}")
