@@ -15,6 +15,7 @@ _EXPORTS = {
     "set_num_threads": "edgecore.ops",
     "get_num_threads": "edgecore.ops",
     "thread_calibration": "edgecore.ops",
+    "Engine": "edgecore.engine",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
