@@ -68,6 +68,16 @@ class _Shard:
             self.mapping = FileMapping(self.fd, size, self.path)
         return self.mapping
 
+    def cached(self, begin: int, end: int) -> int:
+        if self.mapping is not None:
+            return self.mapping.cached(begin, end)
+        # mincore needs a mapping; a temporary one keeps "unused files stay unmapped" true
+        probe = FileMapping(self.fd, self.header.file_size, self.path)
+        try:
+            return probe.cached(begin, end)
+        finally:
+            probe.close()
+
     def drop(self, begin: int, end: int, evict: bool) -> int:
         if self.mapping is not None:
             return self.mapping.drop(begin, end, evict)
@@ -181,16 +191,18 @@ class SafetensorsFile(Mapping):
     def cached_bytes(self, name: str | None = None) -> int:
         """Bytes of tensor ``name`` (of every file when None) in the kernel's
         page cache, mapped by this process or not (``mincore``)."""
-        return sum(self._mapped(shard).cached(begin, end) for shard, begin, end in self._ranges(name))
+        with self._lock:
+            return sum(shard.cached(begin, end) for shard, begin, end in self._ranges(name))
 
     def residency(self) -> list[FileResidency]:
         """Per file: its size, bytes mapped into this process, bytes in the
         page cache."""
         result = []
-        for shard, begin, end in self._ranges(None):
-            mapping = self._mapped(shard)
-            result.append(FileResidency(shard.path, shard.header.file_size, mapping.resident(begin, end),
-                                        mapping.cached(begin, end)))
+        with self._lock:
+            for shard, begin, end in self._ranges(None):
+                resident = 0 if shard.mapping is None else shard.mapping.resident(begin, end)
+                result.append(FileResidency(shard.path, shard.header.file_size, resident,
+                                            shard.cached(begin, end)))
         return result
 
     def drop(self, name: str | None = None, *, evict: bool = False) -> int:

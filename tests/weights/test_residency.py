@@ -161,3 +161,14 @@ def test_residency_per_file(model, proc):
         assert entry.path == path and entry.size == path.stat().st_size
         assert entry.resident == f.resident_bytes() == proc.smaps_rss(path)
         assert entry.cached >= entry.resident
+
+
+def test_measuring_an_unused_file_leaves_it_unmapped(model, proc):
+    path, _ = model
+    with load_safetensors(path) as f:
+        f.prefetch("big", wait=True)  # map and fault in, then forget the views
+    with load_safetensors(path) as f:
+        assert f.cached_bytes("big") >= 32 * MiB  # still in the page cache from before
+        (entry,) = f.residency()
+        assert entry.resident == 0 and entry.cached >= 32 * MiB
+        assert not proc.is_mapped(path)
