@@ -1,7 +1,7 @@
 """MemoryPool: aligned NumPy buffers under a hard byte budget.
 
 Every byte the pool holds is counted against the budget: buffers in use,
-free buffers kept for reuse (evicted before a request is refused), alignment
+free buffers kept for reuse (evicted, oldest first, when a request needs their room), alignment
 and size-class slack, and reservations for memory held elsewhere (mapped
 weights). The check-and-reserve is one step under a lock, so threads cannot
 jointly overshoot.
@@ -247,7 +247,7 @@ class MemoryPool:
     ``budget`` is bytes or a size string (``"512M"``); None means unlimited
     (still accounted). ``cache_limit`` bounds the bytes of free buffers kept
     for reuse; by default a budgeted pool keeps as many as fit in the budget
-    (evicting them before refusing a request), and an unlimited pool no more
+    (evicting them when a request needs their room), and an unlimited pool no more
     than its peak of live bytes.
     """
 
@@ -382,13 +382,14 @@ class MemoryPool:
         self._peak = max(self._peak, self._held)
 
     def _make_room(self, requested: int, needed: int, label: str) -> None:
-        # lock held: evict cached buffers until `needed` more bytes fit, or refuse
+        # lock held: evict cached buffers until `needed` more bytes fit, or
+        # refuse (keeping the cache: evicting it would not have helped)
         if self.budget is None:
             return
         short = self._held + needed - self.budget
-        if short > 0:
+        if 0 < short <= self._cached:
             self._evict(short)
-        if self._held + needed > self.budget:
+        elif short > 0:
             self._refusals += 1
             raise MemoryBudgetError(label, requested, needed, self.budget - self._held, self.budget,
                                     self._holders())

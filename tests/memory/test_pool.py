@@ -320,3 +320,14 @@ def test_the_budget_bounds_real_rss_and_freed_memory_goes_back():
     del held, buf
     assert pool.trim() >= 56 * MiB
     assert vm_rss() - before < 8 * MiB, "buffers of 64 KiB and more are unmapped when freed"
+
+
+def test_a_hopeless_request_does_not_empty_the_cache():
+    pool = MemoryPool("1M")
+    pool.allocate(300 * KiB, np.uint8).release()
+    cached = pool.stats().cached
+    with pytest.raises(MemoryBudgetError) as info:
+        pool.allocate(2 * MiB, np.uint8)
+    assert "cached free buffers" in str(info.value)
+    s = pool.stats()
+    assert s.cached == cached and s.evictions == 0
