@@ -14,7 +14,9 @@ from importlib import import_module
 from edgecore import __version__
 
 # subcommand -> module in edgecore.cli that registers it
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "status": "status",
+}
 
 
 class CliError(Exception):
