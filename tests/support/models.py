@@ -43,13 +43,14 @@ def build(kind: str, path: Path, *, seed: int = 0, dtype: str = "float32", **ove
             if p.dim() >= 2 and "norm" not in name and "ln" not in name:
                 p.mul_(2.5)
     model = model.eval()
-    if dtype != "float32":
-        model = model.to(getattr(torch, dtype)).to(torch.float32)  # round the weights, compute in float32
-        model.to(getattr(torch, dtype)).save_pretrained(path)
-        model = model.to(torch.float32)
-    else:
+    if dtype == "float32":
         model.save_pretrained(path)
-    return model
+        return model
+    # the reference reads the same reduced-precision file and computes in
+    # float32 (casting the live model would also round buffers such as
+    # RoPE's inv_freq, which a checkpoint never stores)
+    model.to(getattr(torch, dtype)).save_pretrained(path)
+    return type(model).from_pretrained(path, dtype=torch.float32).eval()
 
 
 def reference_logits(model, ids) -> np.ndarray:
