@@ -1,7 +1,8 @@
 """The cost model behind `auto`: predicted seconds per decode step for a plan,
 from rates measured once on this device and cached.
 
-Measured (about one second, once per CPU / kernel tier / thread count):
+Measured in a child process (about a second, once per CPU / kernel tier /
+thread count; the probes' buffers must not count against an engine's budget):
 - page_in: mapped weights brought back from the page cache after a
   madvise(MADV_DONTNEED) (what re-loading an F32 group costs),
 - widen: F16/BF16 -> float32 conversion, in file bytes per second,
@@ -16,6 +17,8 @@ import json
 import mmap
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -96,7 +99,7 @@ def device_rates(*, refresh: bool = False) -> DeviceRates:
             return DeviceRates(**table[key])
     except (OSError, ValueError, TypeError):
         table = {}
-    rates = measure_rates()
+    rates = _measure_in_child()
     table[key] = asdict(rates)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,19 @@ def device_rates(*, refresh: bool = False) -> DeviceRates:
     except OSError:
         pass  # an unwritable cache only costs a re-measurement next time
     return rates
+
+
+def _measure_in_child() -> DeviceRates:
+    """Measure in a child process: the probes allocate and map tens of MiB,
+    which must not count against the calling engine's memory budget."""
+    code = ("import json, dataclasses; from edgecore.planner.cost import measure_rates; "
+            "print(json.dumps(dataclasses.asdict(measure_rates())))")
+    env = {**os.environ, "EDGECORE_NUM_THREADS": str(ops.get_num_threads()),
+           "EDGECORE_ISA": ops.capabilities()["active"]}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"device calibration failed: {done.stderr.strip()[-2000:]}")
+    return DeviceRates(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def measure_rates() -> DeviceRates:
