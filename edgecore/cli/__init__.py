@@ -15,6 +15,9 @@ from edgecore import __version__
 
 # subcommand -> module in edgecore.cli that registers it
 COMMANDS: dict[str, str] = {
+    "run": "run",
+    "inspect": "inspect",
+    "bench": "bench",
     "status": "status",
 }
 

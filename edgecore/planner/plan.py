@@ -129,17 +129,27 @@ def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, ste
             plan.predicted_step_s = cost_model.step_seconds(plan, graph)
         return plan
 
-    if budget is not None:
-        _check_minimum(graph, budget, sizes, kv + act + scratch, strategy)
     window = None if budget is None else budget - (kv + act + scratch)
     candidates = {
         "sequential": lambda: build("sequential", [[i] for i in range(len(sizes))]),
         "greedy": lambda: build("greedy", _pack(sizes, window)),
         "speculative": lambda: build("speculative", _pack_pairs(sizes, window)),
     }
+
+    def attempt(name: str) -> Plan:
+        if budget is not None:
+            _check_minimum(graph, budget, sizes, kv + act + scratch, name)
+        return candidates[name]().validate()
+
     if strategy != "auto":
-        return candidates[strategy]().validate()
-    plans = [make().validate() for make in candidates.values()]
+        return attempt(strategy)
+    plans = []
+    for name in candidates:
+        try:
+            plans.append(attempt(name))
+        except (BudgetTooSmall, PlanError):
+            if name == "sequential":  # the least demanding: nothing else can fit either
+                raise
     if cost_model is None:  # without a cost model, least streaming wins; fewer groups breaks ties
         best = min(plans, key=lambda p: (p.streamed_bytes_per_step, len(p.groups)))
     else:
