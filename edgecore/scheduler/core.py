@@ -224,9 +224,8 @@ class Scheduler:
         count = min(self.config.decode_width, len(ring))
         if self.config.admission == RESERVE:
             # pages for every token were reserved at admission
-            for _ in range(count):
-                decode.append(ring.popleft())
-            return decode
+            popleft = ring.popleft
+            return [popleft() for _ in range(count)]
         page_tokens = self.config.page_tokens
         pages = self.pages
         for _ in range(count):
@@ -348,45 +347,39 @@ class Scheduler:
     def _apply(self, tick: int, chunks: list[PrefillChunk], decode: list[RequestState],
                stops: Iterable[str], completed: list[str]) -> None:
         """Count what the executor did; complete finished requests."""
-        if stops and not isinstance(stops, (set, frozenset)):
-            stops = set(stops)
-        matched = 0
-        ring = self._ring
+        stops = stops if isinstance(stops, (set, frozenset)) else set(stops)
+        # every request that sampled a token this tick, in completion order
+        # (decode order, then prefill order); the hot path of a tick
+        sampled = decode
         for seq in decode:
             seq.kv_tokens += 1
             seq.generated += 1
-            if seq.generated >= seq.max_new:
-                self._complete(seq, tick, completed)
-            elif stops and seq.id in stops:
-                matched += 1
-                self._complete(seq, tick, completed)
-            else:
-                ring.append(seq)
         self.decode_steps += len(decode)
-        prefilling = self._prefilling
-        for seq, _start, n in chunks:
-            seq.prefilled += n
-            seq.kv_tokens += n
-            self.prefill_tokens += n
-            if seq.preemptions:
-                self.recompute_tokens += n
-            if seq.prefilled < seq.prefill_target:
-                continue
-            # chunks go to the queue in order and only the last can be partial
-            prefilling.popleft()
-            seq.generated += 1
-            if seq.first_token_tick is None:
-                seq.first_token_tick = tick
-            if seq.generated >= seq.max_new:
+        if chunks:
+            sampled = list(decode)
+            prefilling = self._prefilling
+            for seq, _start, n in chunks:
+                seq.prefilled += n
+                seq.kv_tokens += n
+                self.prefill_tokens += n
+                if seq.preemptions:
+                    self.recompute_tokens += n
+                if seq.prefilled == seq.prefill_target:
+                    # chunks follow the queue order and only the last can be partial
+                    prefilling.popleft()
+                    seq.generated += 1
+                    if seq.first_token_tick is None:
+                        seq.first_token_tick = tick
+                    sampled.append(seq)
+        finished = [seq for seq in sampled if seq.generated >= seq.max_new or seq.id in stops]
+        if finished:
+            for seq in finished:
                 self._complete(seq, tick, completed)
-            elif stops and seq.id in stops:
-                matched += 1
-                self._complete(seq, tick, completed)
-            else:
-                ring.append(seq)
-        if stops and matched != len(stops):
-            produced = {seq.id for seq in decode} | {c.seq.id for c in chunks}
-            strays = sorted(set(stops) - produced)
+            self._ring.extend([seq for seq in sampled if seq.where == ACTIVE])
+        else:
+            self._ring.extend(sampled)
+        if stops:
+            strays = sorted(stops - {seq.id for seq in sampled})
             if strays:
                 raise RuntimeError(f"executor reported end of sequence for {strays}, "
                                    f"which sampled no token in tick {tick}")
