@@ -42,6 +42,15 @@ class InputError(ValueError):
         super().__init__(message)
 
 
+class DocumentError(InputError):
+    """The file itself is unreadable or not valid JSON/TOML (no JSON path yet)."""
+
+    def __init__(self, message: str):
+        self.path = ""
+        self.expected = message
+        ValueError.__init__(self, message)
+
+
 def describe(value: Any) -> str:
     """A short, type-revealing rendering of a JSON value for error messages."""
     if value is None:
@@ -72,27 +81,27 @@ def join(path: str, key: str | int) -> str:
 def read_document(file: str | Path) -> Any:
     """Parse a JSON file, or TOML when the name ends in ``.toml``.
 
-    Raises ``InputError`` (path ``""``) for unreadable or malformed files, with
-    line and column for JSON syntax errors.
+    Raises ``DocumentError`` for unreadable or malformed files, with line and
+    column for JSON syntax errors.
     """
     file = Path(file)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError("", "an existing file", note=f"{file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("", "a readable UTF-8 file", note=str(exc)) from None
+        raise DocumentError("no such file") from None
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DocumentError(f"cannot read: {exc.strerror or exc}") from None
     if file.suffix.lower() == ".toml":
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise InputError("", "valid TOML", note=str(exc)) from None
+            raise DocumentError(f"not valid TOML: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            "", "valid JSON", note=f"line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        raise DocumentError(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
 class Fields:

@@ -126,11 +126,12 @@ def error_rate(t: Traffic, p: Policy) -> Check:
     threshold = {"max_increase": p.max_error_rate_increase}
     if not n:
         return Check("error_rate", MISSING, None, threshold, "no matched requests")
-    base = sum(1 for pair in t.pairs if not pair.baseline.ok) / n
-    cand = sum(1 for pair in t.pairs if not pair.candidate.ok) / n
+    base_errors = sum(1 for pair in t.pairs if not pair.baseline.ok)
+    cand_errors = sum(1 for pair in t.pairs if not pair.candidate.ok)
+    base, cand = base_errors / n, cand_errors / n
     increase = cand - base
     new_errors = [pair.request_id for pair in t.pairs if pair.baseline.ok and not pair.candidate.ok]
-    ok = increase <= p.max_error_rate_increase
+    ok = cand_errors - base_errors <= p.max_error_rate_increase * n
     detail = f"error rate {base:.2%} -> {cand:.2%} ({increase:+.2%})"
     return Check("error_rate", PASS if ok else FAIL,
                  {"baseline": _r(base), "candidate": _r(cand), "increase": _r(increase)},
@@ -229,11 +230,9 @@ def _regression(name: str, limit: float, unit: str, base: list[float], cand: lis
         return Check(name, MISSING, None, threshold, f"no {what} recorded on both sides")
     b95 = nearest_rank(sorted(base), 95)
     c95 = nearest_rank(sorted(cand), 95)
-    if b95 > 0:
-        regression = c95 / b95 - 1
-    else:
-        regression = 0.0 if c95 == 0 else None  # from zero: unbounded
-    ok = regression is not None and regression <= limit
+    regression = c95 / b95 - 1 if b95 > 0 else (0.0 if c95 == 0 else None)  # None: up from zero
+    # compared as a product, so that "exactly 10 % slower" passes a 10 % limit despite rounding
+    ok = c95 <= b95 * (1 + limit)
     detail = (f"p95 {what} {b95:.3f} -> {c95:.3f} {unit} "
               + (f"({regression:+.1%})" if regression is not None else "(from zero)"))
     return Check(name, PASS if ok else FAIL,
@@ -283,7 +282,8 @@ def kv_pressure(t: Traffic, p: Policy) -> Check:
                      "no candidate observation records kv_pages and kv_pages_total")
     peak = max(x for x, _ in seen)
     base = [pr.baseline.kv_pressure for pr in t.pairs if pr.baseline.kv_pressure is not None]
-    over = sorted(rid for x, rid in seen if x > p.max_kv_pressure)
+    over = sorted(pr.request_id for pr in t.pairs if pr.candidate.kv_pressure is not None
+                  and pr.candidate.kv_pages > p.max_kv_pressure * pr.candidate.kv_pages_total)
     detail = f"peak candidate KV pressure {peak:.1%} over {len(seen)} request(s)"
     return Check("kv_pressure", FAIL if over else PASS,
                  {"candidate_peak": _r(peak), "baseline_peak": _r(max(base)) if base else None,

@@ -111,6 +111,8 @@ def _output_values(value: Any, path: str) -> tuple[tuple[float, ...], tuple[int,
 def parse_observation(value: Any, path: str) -> Observation:
     """Validate one observation object; errors name the JSON path."""
     f = Fields(value, path)
+    identity = {name: f.str(name) for name in ("request_id", "model", "model_version", "backend",
+                                                "accelerator")}
     ok = f.bool("ok")
     error = f.str("error", None)
     if ok and error is not None:
@@ -134,11 +136,7 @@ def parse_observation(value: Any, path: str) -> Observation:
     if kv_pages is not None and kv_total is not None and kv_pages > kv_total:
         raise InputError(join(path, "kv_pages"), f"at most kv_pages_total ({kv_total})", kv_pages)
     obs = Observation(
-        request_id=f.str("request_id"),
-        model=f.str("model"),
-        model_version=f.str("model_version"),
-        backend=f.str("backend"),
-        accelerator=f.str("accelerator"),
+        **identity,
         ok=ok,
         error=error,
         latency_ms=latency,
