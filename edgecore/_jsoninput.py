@@ -16,11 +16,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 _MISSING = object()
 
 
@@ -94,6 +89,11 @@ def read_document(file: str | Path) -> Any:
     except OSError as exc:
         raise DocumentError(f"cannot read: {exc.strerror or exc}") from None
     if file.suffix.lower() == ".toml":
+        # imported here: only policies are TOML, and Python 3.10 needs the tomli package
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10 only
+            import tomli as tomllib
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

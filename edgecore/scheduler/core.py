@@ -351,9 +351,12 @@ class Scheduler:
         # every request that sampled a token this tick, in completion order
         # (decode order, then prefill order); the hot path of a tick
         sampled = decode
+        finished = []
         for seq in decode:
             seq.kv_tokens += 1
             seq.generated += 1
+            if seq.generated >= seq.max_new:
+                finished.append(seq)
         self.decode_steps += len(decode)
         if chunks:
             sampled = list(decode)
@@ -371,7 +374,10 @@ class Scheduler:
                     if seq.first_token_tick is None:
                         seq.first_token_tick = tick
                     sampled.append(seq)
-        finished = [seq for seq in sampled if seq.generated >= seq.max_new or seq.id in stops]
+                    if seq.generated >= seq.max_new:
+                        finished.append(seq)
+        if stops:
+            finished = [seq for seq in sampled if seq.generated >= seq.max_new or seq.id in stops]
         if finished:
             for seq in finished:
                 self._complete(seq, tick, completed)

@@ -76,16 +76,11 @@ class SimulatedExecutor:
         limits = self._limits
         if not limits:
             return ()
-        stops = set()
-        for seq in batch.decode:
-            limit = limits.get(seq.id)
-            if limit is not None and seq.generated + 1 >= limit:
-                stops.add(seq.id)
+        never = 1 << 62
+        stops = {seq.id for seq in batch.decode if seq.generated + 1 >= limits.get(seq.id, never)}
         for seq, start, length in batch.prefill:
-            if start + length == seq.prefill_target:
-                limit = limits.get(seq.id)
-                if limit is not None and seq.generated + 1 >= limit:
-                    stops.add(seq.id)
+            if start + length == seq.prefill_target and seq.generated + 1 >= limits.get(seq.id, never):
+                stops.add(seq.id)
         return stops
 
     def release(self, request_id: str) -> None:

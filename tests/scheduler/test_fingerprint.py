@@ -121,3 +121,36 @@ def test_non_ascii_ids_are_ordered_by_their_utf8_bytes():
     reqs = (Request("é", 2, 2), Request("z", 2, 2), Request("日本", 2, 2), Request("A", 2, 2))
     result = replay(Workload(cfg, reqs))
     assert reference_fingerprint([r.to_json() for r in result.trace]) == result.fingerprint
+
+
+def other_interpreters() -> list[str]:
+    """Working CPython 3.10+ interpreters on this machine other than the running one."""
+    import glob
+    import shutil
+
+    candidates = {shutil.which(f"python3.{minor}") for minor in range(10, 15)}
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates.update(glob.glob(os.path.join(pyenv, "versions", "3.1[0-9]*", "bin", "python3")))
+    found = {}
+    for exe in sorted(c for c in candidates if c):
+        probe = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            continue  # e.g. a pyenv shim without that version installed
+        version = tuple(int(x) for x in probe.stdout.split())
+        if version >= (3, 10) and version != sys.version_info[:2]:
+            found.setdefault(version, exe)
+    return sorted(found.values())
+
+
+def test_fingerprints_are_the_same_on_other_python_versions():
+    interpreters = other_interpreters()
+    if not interpreters:
+        pytest.skip("no other CPython 3.10+ interpreter on this machine")
+    code = ("import sys; from edgecore.scheduler import load_workload, replay; "
+            "print(' '.join(replay(load_workload(f)).fingerprint for f in sys.argv[1:]))")
+    names = sorted(EXAMPLE_FINGERPRINTS)
+    for exe in interpreters:
+        out = subprocess.run([exe, "-c", code, *(str(EXAMPLES / n) for n in names)], capture_output=True,
+                             text=True, env={"PYTHONPATH": str(ROOT)}, check=True)
+        assert out.stdout.split() == [EXAMPLE_FINGERPRINTS[n] for n in names], exe
