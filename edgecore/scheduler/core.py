@@ -168,6 +168,8 @@ class Scheduler:
             chunks.append(PrefillChunk(seq, seq.prefilled, n))
             budget -= n
         admitted: list[str] = []
+        # a tick that preempted admits nothing (the requeue barrier already
+        # implies it: the last victim heads the queue and does not fit)
         if not preempted and budget:
             self._admit(tick, budget, chunks, admitted)
 
