@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "inspect": "inspect",
     "bench": "bench",
     "status": "status",
+    "replay": "replay",
+    "gate": "gate",
+    "mirror-gate": "mirror_gate",
 }
 
 
