@@ -50,8 +50,9 @@ def compare(candidates: dict, rounds: int = 7, min_time: float = 0.002) -> dict:
 @contextmanager
 def threads(n: int):
     """Limit edgecore, NumPy's BLAS and (if loaded) PyTorch to n threads."""
-    import edgecore
     from threadpoolctl import threadpool_limits
+
+    import edgecore
 
     before = edgecore.get_num_threads()
     torch = sys.modules.get("torch")
@@ -124,17 +125,7 @@ def write_json(name: str, payload: dict) -> Path:
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """Plain-text table: columns are (key, header); floats get 3 significant
-    digits unless pre-formatted as strings."""
+    """Plain-text table (the CLI's renderer)."""
+    from edgecore.cli.table import render
 
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-        return "-" if v is None else str(v)
-
-    cells = [[fmt(r.get(k)) for k, _ in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, (_, h) in enumerate(columns)]
-    lines = ["  ".join(h.rjust(w) for (_, h), w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
+    return render(rows, columns)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from edgecore._kernels import (
     ACTIVATIONS,
+    _use_tier,
     bf16_to_f32,
     capabilities,
     ema_update,
@@ -25,7 +26,6 @@ from edgecore._kernels import (
     set_num_threads,
     thread_calibration,
 )
-from edgecore._kernels import _use_tier
 
 __all__ = [
     "ACTIVATIONS",

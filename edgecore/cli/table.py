@@ -10,7 +10,8 @@ def render(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     right = [all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows) for k, _ in columns]
 
     def line(values):
-        return "  ".join(v.rjust(w) if rj else v.ljust(w) for v, w, rj in zip(values, widths, right)).rstrip()
+        parts = zip(values, widths, right, strict=True)
+        return "  ".join(v.rjust(w) if rj else v.ljust(w) for v, w, rj in parts).rstrip()
 
     out = [line([h for _, h in columns]), line(["-" * w for w in widths])]
     out += [line(c) for c in cells]

@@ -41,7 +41,8 @@ def _gpt2(spec: ModelSpec, names: Collection[str]) -> list[LayerLayout]:
     p = "transformer." if "transformer.wte.weight" in names or "wte.weight" not in names else ""
     d, i_dim = spec.hidden_size, spec.intermediate_size
     wte = TensorSpec(f"{p}wte.weight", (spec.vocab_size, d))
-    layers = [LayerLayout("embed", "embed", -1, {"wte": wte, "wpe": TensorSpec(f"{p}wpe.weight", (spec.max_positions, d))})]
+    wpe = TensorSpec(f"{p}wpe.weight", (spec.max_positions, d))
+    layers = [LayerLayout("embed", "embed", -1, {"wte": wte, "wpe": wpe})]
     for i in range(spec.num_layers):
         b = f"{p}h.{i}."
         t = {

@@ -141,7 +141,8 @@ def parse_config(config: dict, path: str | Path = "config.json") -> ModelSpec:
             family="gpt2", vocab_size=get.int("vocab_size"), hidden_size=d, num_layers=get.int("n_layer"),
             num_heads=heads, num_kv_heads=heads, head_dim=d // heads,
             intermediate_size=config.get("n_inner") or 4 * d, max_positions=get.int("n_positions"),
-            norm_eps=get.float("layer_norm_epsilon", 1e-5), tie_embeddings=bool(config.get("tie_word_embeddings", True)),
+            norm_eps=get.float("layer_norm_epsilon", 1e-5),
+            tie_embeddings=bool(config.get("tie_word_embeddings", True)),
             activation=activation, attention_bias=True, mlp_bias=True, **common)
 
     d = get.int("hidden_size")

@@ -15,8 +15,14 @@ def build(kind: str, path: Path, *, seed: int = 0, dtype: str = "float32", **ove
     saved tensors (the returned reference model is float32 with the same,
     rounded weights)."""
     import torch
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MixtralConfig,
-                              MixtralForCausalLM)
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MixtralConfig,
+        MixtralForCausalLM,
+    )
 
     torch.manual_seed(seed)
     if kind == "gpt2":
