@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecore import ops
 from edgecore.engine import layers as L
+from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
@@ -285,8 +286,6 @@ class Engine:
         if self.spec.family == "gpt2":
             return L.gpt2_block(self.spec, w, x, self.cache, index, pos)
         if self.spec.is_moe:
-            from edgecore.moe.block import mixtral_block
-
             return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos)
         return L.llama_block(self.spec, w, self.rope, x, self.cache, index, pos)
 

@@ -1,0 +1,51 @@
+"""Mixtral's sparse mixture-of-experts block: GQA attention (as Llama), then
+a router picks top-k experts per token and each chosen expert's SwiGLU MLP
+runs on the tokens routed to it, weighted by the renormalised softmax of the
+router logits (the Mixtral rule, as `ops.route_topk` computes it).
+
+Experts run in increasing id order and their outputs are summed in that
+order, as Hugging Face does, so results match it to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecore import ops
+from edgecore.engine.layers import KVCache, Rope, llama_attention, rms_norm, swiglu
+from edgecore.models.spec import ModelSpec
+
+
+def expert_weights(w: dict, expert: int, intermediate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gate [I, d], up [I, d], down [d, I]) for either checkpoint layout."""
+    if "moe.gate_up" in w:  # fused: gate_up [E, 2I, d] (gate rows first), down [E, d, I]
+        gate_up = w["moe.gate_up"][expert]
+        return gate_up[:intermediate], gate_up[intermediate:], w["moe.down"][expert]
+    e = w["experts"][expert]
+    return e["w1"], e["w3"], e["w2"]
+
+
+def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse MLP of h [T, d]. `experts(e)` returns an expert's (gate, up,
+    down) weights (default: from w, all resident). Returns (out [T, d],
+    router logits [T, E])."""
+    logits = ops.fused_linear(h, w["moe.gate.weight"])
+    ids, weights = ops.route_topk(logits, spec.experts_per_token)
+    get = experts or (lambda e: expert_weights(w, e, spec.intermediate_size))
+    out = np.zeros_like(h)
+    for e in np.unique(ids):
+        rows, slot = np.nonzero(ids == e)
+        gate, up, down = get(int(e))
+        y = swiglu(np.ascontiguousarray(h[rows]), gate, up, down)
+        y *= weights[rows, slot][:, None]
+        out[rows] += y
+    return out, logits
+
+
+def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int, pos: int,
+                  experts=None) -> np.ndarray:
+    x = llama_attention(spec, w, rope, x, cache, layer, pos)
+    h = rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps)
+    out, _ = moe_mlp(spec, w, h, experts)
+    x += out
+    return x
