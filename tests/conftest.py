@@ -1,12 +1,20 @@
 """Shared fixtures: kernel tiers forced one at a time, and a record of which
 tiers actually ran (printed at the end of the session, so CI logs show it)."""
 
+import os
+
 import pytest
 
 from edgecore import ops
 
 CAPS = ops.capabilities()
 TIERS_RUN: set[str] = set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Device calibration is cached per test session, not in ~/.cache."""
+    os.environ["EDGECORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgecore-cache"))
 
 
 @pytest.fixture(params=CAPS["available"])
