@@ -15,6 +15,7 @@ enforced, not just predicted.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -119,6 +120,7 @@ class Engine:
         self.cache = L.KVCache([k.array for k, _ in self._kv], [v.array for _, v in self._kv])
         self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
+        self._busy = threading.Lock()  # one sequence at a time: the KV cache is shared
         for group in self.plan.groups:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
@@ -129,10 +131,11 @@ class Engine:
         """float32 logits [T, vocab] for every position of a fresh sequence."""
         ids = self._check_ids(input_ids, 0)
         out = np.empty((len(ids), self.spec.vocab_size), np.float32)
-        for start in range(0, len(ids), self.step_tokens):
-            chunk = ids[start:start + self.step_tokens]
-            self._step(chunk, start, out[start:start + len(chunk)])
-        self._finish_streaming()
+        with self._busy:
+            for start in range(0, len(ids), self.step_tokens):
+                chunk = ids[start:start + self.step_tokens]
+                self._step(chunk, start, out[start:start + len(chunk)])
+            self._finish_streaming()
         return out
 
     def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 64, temperature: float = 0.0,
@@ -144,7 +147,8 @@ class Engine:
         (matched on the decoded text, excluded from it) or token ids; the
         model's EOS tokens always stop. `stream(token_id, text_piece)` is
         called for every new token as it is produced (text_piece is None
-        without a tokenizer)."""
+        without a tokenizer). Calls from several threads run one at a time
+        (the engine holds one KV cache)."""
         check_sampling(temperature, top_k, top_p)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -156,6 +160,12 @@ class Engine:
             ids = list(prompt)
         ids_arr = self._check_ids(ids, max_new_tokens)
         stop_strings, stop_ids = _split_stop(stop, self.tokenizer)
+        with self._busy:
+            return self._generate(ids, ids_arr, max_new_tokens, temperature, top_k, top_p, seed, stop_strings,
+                                  stop_ids, stream)
+
+    def _generate(self, ids, ids_arr, max_new_tokens, temperature, top_k, top_p, seed, stop_strings, stop_ids,
+                  stream) -> GenerationResult:
         rng = np.random.default_rng(seed)
         decoder = self.tokenizer.stream() if self.tokenizer else None
         exact_peak = reset_peak_rss()
