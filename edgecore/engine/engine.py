@@ -124,6 +124,7 @@ class Engine:
         for group in self.plan.groups:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
+        ops.thread_calibration()  # measure the threading threshold now, not inside the first prefill
 
     # ---- public API -------------------------------------------------------
 
