@@ -94,6 +94,27 @@ EMU_INLINE simde__m512 emu_mm512_zextps256_ps512(__m256 v) {
     return simde__m512_from_private(r);
 }
 
+EMU_INLINE float emu_mm512_cvtss_f32(simde__m512 v) { return simde__m512_to_private(v).f32[0]; }
+
+/* 128-bit lanes: a[imm[1:0]], a[imm[3:2]], b[imm[5:4]], b[imm[7:6]] */
+EMU_INLINE simde__m512 emu_mm512_shuffle_f32x4(simde__m512 a, simde__m512 b, int imm) {
+    const simde__m512_private pa = simde__m512_to_private(a), pb = simde__m512_to_private(b);
+    simde__m512_private r;
+    r.m128[0] = pa.m128[imm & 3];
+    r.m128[1] = pa.m128[(imm >> 2) & 3];
+    r.m128[2] = pb.m128[(imm >> 4) & 3];
+    r.m128[3] = pb.m128[(imm >> 6) & 3];
+    return simde__m512_from_private(r);
+}
+
+/* within each 128-bit lane: element i = element imm[2i+1:2i] */
+EMU_INLINE simde__m512 emu_mm512_permute_ps(simde__m512 a, int imm) {
+    const simde__m512_private pa = simde__m512_to_private(a);
+    simde__m512_private r;
+    for (int i = 0; i < 16; i++) r.f32[i] = pa.f32[(i & ~3) + ((imm >> (2 * (i & 3))) & 3)];
+    return simde__m512_from_private(r);
+}
+
 #undef _mm512_maskz_loadu_ps
 #undef _mm512_mask_loadu_ps
 #undef _mm512_mask_storeu_ps
@@ -104,6 +125,9 @@ EMU_INLINE simde__m512 emu_mm512_zextps256_ps512(__m256 v) {
 #undef _mm512_extractf32x8_ps
 #undef _mm512_zextps256_ps512
 #undef _mm512_mask_cmp_ps_mask
+#undef _mm512_shuffle_f32x4
+#undef _mm512_permute_ps
+#undef _mm512_cvtss_f32
 #define _mm512_maskz_loadu_ps(k, p) emu_mm512_maskz_loadu_ps((k), (p))
 #define _mm512_mask_loadu_ps(s, k, p) emu_mm512_mask_loadu_ps((s), (k), (p))
 #define _mm512_mask_storeu_ps(p, k, v) emu_mm512_mask_storeu_ps((p), (k), (v))
@@ -114,5 +138,8 @@ EMU_INLINE simde__m512 emu_mm512_zextps256_ps512(__m256 v) {
 #define _mm512_extractf32x8_ps(v, imm) emu_mm512_extractf32x8_ps((v), (imm))
 #define _mm512_zextps256_ps512(v) emu_mm512_zextps256_ps512(v)
 #define _mm512_mask_cmp_ps_mask(k, a, b, imm) ((simde__mmask16)((k) & _mm512_cmp_ps_mask((a), (b), (imm))))
+#define _mm512_shuffle_f32x4(a, b, imm) emu_mm512_shuffle_f32x4((a), (b), (imm))
+#define _mm512_permute_ps(a, imm) emu_mm512_permute_ps((a), (imm))
+#define _mm512_cvtss_f32(v) emu_mm512_cvtss_f32(v)
 
 #endif
