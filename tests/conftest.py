@@ -25,6 +25,13 @@ def tier(request):
         yield request.param
 
 
+@pytest.fixture(scope="session")
+def tested_tiers() -> set[str]:
+    """The names the summary lists as tested. A test that runs a tier's kernels
+    without the `tier` fixture (the emulated AVX-512 check) adds its own."""
+    return TIERS_RUN
+
+
 def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("edgecore kernel tiers")

@@ -5,13 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.kernels import linear_ref
+from support.kernels import EDGE_SIZES, assert_close, linear_ref
 
 from edgecore import ops
 
 ACTS = ["none", "relu", "gelu", "gelu_tanh", "silu"]
-# around every vector width: 4 (NEON), 8 (AVX2), 16 (AVX-512), tiles of 3/4 rows
-EDGE_SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 129]
 
 
 def make(rng, m, n, k, transposed, bias=True, one_d=False):
@@ -19,18 +17,6 @@ def make(rng, m, n, k, transposed, bias=True, one_d=False):
     w = rng.standard_normal((k, n) if transposed else (n, k)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32) if bias else None
     return x, w, b
-
-
-def assert_close(y, ref, scale, activation="none"):
-    # float32 accumulation error is a small multiple of eps * sum|x w|; the
-    # vector activations add ~1e-6 relative. A dropped or doubled product
-    # (what a wrong kernel produces) is orders of magnitude larger.
-    tol = 2e-6 * scale + 2e-6 * np.abs(ref) + 1e-6
-    if activation in ("gelu", "gelu_tanh", "silu"):
-        tol = tol + 1e-6 * scale
-    err = np.abs(y.astype(np.float64) - ref)
-    worst = np.unravel_index(np.argmax(err - tol), err.shape) if err.ndim else ()
-    assert np.all(err <= tol), f"max excess at {worst}: got {y[worst]}, want {ref[worst]}, tol {tol[worst]}"
 
 
 @pytest.mark.parametrize("transposed", [False, True])

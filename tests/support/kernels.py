@@ -9,6 +9,9 @@ import numpy as np
 
 _ERF = np.vectorize(math.erf, otypes=[np.float64])
 
+# around every vector width: 4 (NEON), 8 (AVX2), 16 (AVX-512), tiles of 3/4 rows
+EDGE_SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 129]
+
 
 def activation_ref(v: np.ndarray, name: str) -> np.ndarray:
     v = v.astype(np.float64)
@@ -40,6 +43,20 @@ def linear_ref(x, w, b=None, activation="none", transposed=False):
     if np.ndim(x) == 1:
         return y[0], scale[0]
     return y, scale
+
+
+def assert_close(y, ref, scale, activation="none"):
+    """Assert a fused_linear result `y` matches the float64 reference `ref`
+    within the float32 error bound set by `scale` (see linear_ref)."""
+    # float32 accumulation error is a small multiple of eps * sum|x w|; the
+    # vector activations add ~1e-6 relative. A dropped or doubled product
+    # (what a wrong kernel produces) is orders of magnitude larger.
+    tol = 2e-6 * scale + 2e-6 * np.abs(ref) + 1e-6
+    if activation in ("gelu", "gelu_tanh", "silu"):
+        tol = tol + 1e-6 * scale
+    err = np.abs(y.astype(np.float64) - ref)
+    worst = np.unravel_index(np.argmax(err - tol), err.shape) if err.ndim else ()
+    assert np.all(err <= tol), f"max excess at {worst}: got {y[worst]}, want {ref[worst]}, tol {tol[worst]}"
 
 
 def topk_ref(logits, k, bonus=None):

@@ -1,10 +1,20 @@
 /*
- * Fused linear, AVX-512: the same structure as linear_f32_avx2.c (read that
- * first) on 16-lane vectors, with mask registers for every tail.
+ * Fused linear, AVX-512: the same three paths as linear_f32_avx2.c (read
+ * that first) on 16-lane vectors, with mask registers for every tail.
  *
- * [N, K] "dot" tiles: up to 4 x rows by 4 or 8 weight rows (16 accumulators
- * of 32 registers). A tile's sums are folded 16 -> 8 lanes and reduced with
- * a hadd tree. [K, N] "broadcast" tiles: MR rows x NV 16-column vectors.
+ * [N, K] weights, M < 8: "dot" tiles, up to 4 x rows by 4 or 8 weight rows
+ * (16 accumulators of 32 registers); a tile's sums are folded 16 -> 8 lanes
+ * and reduced with a hadd tree. Every weight row is read once per M-tile.
+ *
+ * [K, N] weights, M <= 4: weight rows streamed in file order against
+ * partial sums kept in y (L1).
+ *
+ * Larger M, either layout: packed 32-column panels and an 8 x 32 micro-kernel
+ * (16 accumulators; per k two panel loads and eight broadcasts feed sixteen
+ * FMAs).
+ *
+ * Blocking depends only on M, K and the layout, never on the column range a
+ * thread is given, so results are bitwise identical for any thread count.
  */
 #include <immintrin.h>
 
@@ -15,21 +25,35 @@
 #define KC 256
 
 /* Epilogue for `count` (1..16) columns of row m starting at n. */
-EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t count, __m512 v,
-                          int first, int last) {
+EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t count, __m512 v, int first,
+                          int last) {
     float *yp = a->y + m * a->n + n;
-    const __mmask16 mask = ec_mask_avx512(count);
-    if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, yp));
-    if (last) {
-        if (a->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, a->bias + n));
-        v = ec_activate_avx512(v, a->act);
+    if (count == 16) {
+        if (!first) v = _mm512_add_ps(v, _mm512_loadu_ps(yp));
+        if (last) {
+            if (a->bias) v = _mm512_add_ps(v, _mm512_loadu_ps(a->bias + n));
+            v = ec_activate_avx512(v, a->act);
+        }
+        _mm512_storeu_ps(yp, v);
+    } else {
+        const __mmask16 mask = ec_mask_avx512(count);
+        if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, yp));
+        if (last) {
+            if (a->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, a->bias + n));
+            v = ec_activate_avx512(v, a->act);
+        }
+        _mm512_mask_storeu_ps(yp, mask, v);
     }
-    _mm512_mask_storeu_ps(yp, mask, v);
 }
 
-EC_INLINE __m256 fold(__m512 v) {
-    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+static __attribute__((noinline)) void store_cols_out(const ec_linear_args *a, size_t m, size_t n, size_t count,
+                                                     __m512 v, int first, int last) {
+    store_cols(a, m, n, count, v, first, last);
 }
+
+/* ---- [N, K] weights, M < 8: dot tiles ------------------------------------ */
+
+EC_INLINE __m256 fold(__m512 v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)); }
 
 /* Sums of up to 8 accumulators in lanes 0..7 (zero above); per accumulator
  * the order is fixed, so a column's result does not depend on NR. */
@@ -42,8 +66,12 @@ EC_INLINE __m512 reduce(const __m512 *acc, const int NR) {
     return _mm512_zextps256_ps512(s);
 }
 
-EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t valid, size_t k0,
-                        size_t kc, int first, int last, const int MR, const int NR) {
+/*
+ * Rows [m0, m0+MR) x columns [n, n+NR) over k in [k0, k0+kc). Columns past
+ * `valid` reuse row n (always in bounds); they are computed and not stored.
+ */
+EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t valid, size_t k0, size_t kc, int first,
+                        int last, const int MR, const int NR) {
     const size_t K = a->k;
     const float *xr[4];
     const float *wr[8];
@@ -62,7 +90,7 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
             for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
         }
     }
-    if (k < kc) {
+    if (k < kc) { /* masked lanes load as zero and add nothing */
         const __mmask16 mask = ec_mask_avx512(kc - k);
         __m512 xv[4];
         for (int i = 0; i < MR; i++) xv[i] = _mm512_maskz_loadu_ps(mask, xr[i] + k);
@@ -78,12 +106,6 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
 static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
     const size_t kc = (M > 4 && K > KC) ? KC : K;
-    if (K == 0) {
-        for (size_t m = 0; m < M; m++)
-            for (size_t n = n0; n < n1; n += 16)
-                store_cols(a, m, n, n1 - n < 16 ? n1 - n : 16, _mm512_setzero_ps(), 1, 1);
-        return;
-    }
     for (size_t nb = n0; nb < n1; nb += 8) {
         const size_t valid = n1 - nb < 8 ? n1 - nb : 8;
         for (size_t k0 = 0; k0 < K; k0 += kc) {
@@ -106,62 +128,220 @@ static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     }
 }
 
-EC_INLINE void bcast_tile(const ec_linear_args *a, size_t m0, size_t n, size_t valid, size_t k0,
-                          size_t kc, int first, int last, const int MR, const int NV) {
-    const size_t K = a->k, N = a->n;
-    const float *xr = a->x + m0 * K + k0;
-    const float *wp = a->w + k0 * N + n;
-    __m512 acc[4][8];
-    __mmask16 mask[8];
-    for (int j = 0; j < NV; j++) {
-        mask[j] = ec_mask_avx512(valid > (size_t)(16 * j) ? valid - 16 * j : 0);
-        for (int i = 0; i < MR; i++) acc[i][j] = _mm512_setzero_ps();
-    }
-    if (valid >= (size_t)(16 * NV)) {
-        for (size_t k = 0; k < kc; k++, wp += N)
-            for (int j = 0; j < NV; j++) {
-                const __m512 wv = _mm512_loadu_ps(wp + 16 * j);
-                for (int i = 0; i < MR; i++)
-                    acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(xr[i * K + k]), wv, acc[i][j]);
-            }
-    } else {
-        for (size_t k = 0; k < kc; k++, wp += N)
-            for (int j = 0; j < NV; j++) {
-                const __m512 wv = _mm512_maskz_loadu_ps(mask[j], wp + 16 * j);
-                for (int i = 0; i < MR; i++)
-                    acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(xr[i * K + k]), wv, acc[i][j]);
-            }
-    }
-    for (int j = 0; j < NV; j++) {
-        if ((size_t)(16 * j) >= valid) break;
-        const size_t count = valid - 16 * j < 16 ? valid - 16 * j : 16;
-        for (int i = 0; i < MR; i++) store_cols(a, m0 + i, n + 16 * j, count, acc[i][j], first, last);
-    }
-}
+/* ---- [K, N] weights, M <= 4: stream weight rows ----------------------------
+ *
+ * Each pass applies ROW_KU consecutive weight rows to a chunk of output
+ * columns of every x row: the weights are read strictly in file order, and
+ * the partial sums live in y, a few KiB that stay in L1.
+ */
+#define ROW_Y_BYTES 16384
+#define ROW_KU 4
 
-#define T_NBLK 128 /* every tile width (128, 64) divides it */
-
-static void linear_t(const ec_linear_args *a, size_t n0, size_t n1) {
-    const size_t M = a->m, K = a->k;
-    const size_t kc = (M > 4 && K > KC) ? KC : (K ? K : 1);
-    for (size_t nb = n0; nb < n1; nb += T_NBLK) {
-        const size_t ne = n1 - nb < T_NBLK ? n1 : nb + T_NBLK;
-        for (size_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kc) {
-            const size_t kl = K - k0 < kc ? K - k0 : kc;
-            const int first = k0 == 0, last = k0 + kl >= K;
-            size_t m = 0;
-            for (; m + 4 <= M; m += 4)
-                for (size_t n = nb; n < ne; n += 64) bcast_tile(a, m, n, ne - n, k0, kl, first, last, 4, 4);
-            if (M - m >= 2) {
-                bcast_tile(a, m, nb, ne - nb, k0, kl, first, last, 2, 8);
-                m += 2;
+EC_INLINE void rows_pass(const ec_linear_args *a, size_t nb, size_t ne, size_t k, int first, int last, const int MR,
+                         const int KU) {
+    const size_t N = a->n, K = a->k;
+    const float *w = a->w + k * N;
+    __m512 xb[4][ROW_KU];
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < KU; u++) xb[m][u] = _mm512_set1_ps(a->x[m * K + k + u]);
+    size_t v = nb;
+    for (; v + 16 <= ne; v += 16) {
+        __m512 wv[ROW_KU];
+        for (int u = 0; u < KU; u++) wv[u] = _mm512_loadu_ps(w + u * N + v);
+        for (int m = 0; m < MR; m++) {
+            float *yp = a->y + m * N + v;
+            __m512 acc = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yp);
+            for (int u = 0; u < KU; u++) acc = _mm512_fmadd_ps(xb[m][u], wv[u], acc);
+            if (last) {
+                if (a->bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(a->bias + v));
+                acc = ec_activate_avx512(acc, a->act);
             }
-            if (M - m == 1) bcast_tile(a, m, nb, ne - nb, k0, kl, first, last, 1, 8);
+            _mm512_storeu_ps(yp, acc);
+        }
+    }
+    if (v < ne) {
+        const __mmask16 mask = ec_mask_avx512(ne - v);
+        __m512 wv[ROW_KU];
+        for (int u = 0; u < KU; u++) wv[u] = _mm512_maskz_loadu_ps(mask, w + u * N + v);
+        for (int m = 0; m < MR; m++) {
+            float *yp = a->y + m * N + v;
+            __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, yp);
+            for (int u = 0; u < KU; u++) acc = _mm512_fmadd_ps(xb[m][u], wv[u], acc);
+            if (last) {
+                if (a->bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, a->bias + v));
+                acc = ec_activate_avx512(acc, a->act);
+            }
+            _mm512_mask_storeu_ps(yp, mask, acc);
         }
     }
 }
 
+EC_INLINE void rows_chunk(const ec_linear_args *a, size_t nb, size_t ne, const int MR) {
+    const size_t K = a->k;
+    size_t k = 0;
+    for (; k + ROW_KU <= K; k += ROW_KU) rows_pass(a, nb, ne, k, k == 0, k + ROW_KU == K, MR, ROW_KU);
+    for (; k < K; k++) rows_pass(a, nb, ne, k, k == 0, k + 1 == K, MR, 1);
+}
+
+static void linear_t_rows(const ec_linear_args *a, size_t n0, size_t n1) {
+    /* as many columns per chunk as keep M rows of partial sums in 16 KiB */
+    const size_t chunk = ROW_Y_BYTES / (sizeof(float) * a->m) / 16 * 16;
+    for (size_t nb = n0; nb < n1; nb += chunk) {
+        const size_t ne = n1 - nb < chunk ? n1 : nb + chunk;
+        switch (a->m) {
+        case 1: rows_chunk(a, nb, ne, 1); break;
+        case 2: rows_chunk(a, nb, ne, 2); break;
+        case 3: rows_chunk(a, nb, ne, 3); break;
+        default: rows_chunk(a, nb, ne, 4); break;
+        }
+    }
+}
+
+/* ---- larger M, either layout: packed panels + 8x32 micro-kernel -------------
+ *
+ * For each K block and each 32-column panel, the panel of W is copied
+ * (transposed, for [N, K] weights) into a stack buffer as PK rows of 32
+ * floats, then reused from L1 by every 8-row tile of x. The K block is the
+ * outer loop so x's block stays in L2 across all panels. Panel sizes in bytes
+ * match the AVX2 tier's (16 KiB for [N, K], 32 KiB for [K, N]).
+ */
+#define PK 128
+#define PW 32
+#define PR 8
+
+/* 16 rows of 16 floats -> 16 columns, in registers. */
+EC_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]); /* a0 b0 a1 b1 per 128-bit lane */
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0)); /* a0 b0 c0 d0 */
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* u[4g + c] holds column c (+4, +8, +12 in lanes 1-3) of rows 4g..4g+3 */
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  /* cols c, c+8 of rows 0-7 */
+        const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);  /* cols c+4, c+12 */
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+        r[c + 4] = _mm512_shuffle_f32x4(v2, v3, 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
+    }
+}
+
+/* panel[k][j] = W(nb + j, k0 + k) for j < valid, 0 for the missing columns. */
+static void pack_panel(const ec_linear_args *a, size_t nb, size_t valid, size_t k0, size_t kl, float *panel) {
+    const size_t N = a->n, K = a->k;
+    if (a->transposed) {
+        const float *w = a->w + k0 * N + nb;
+        if (valid == PW) {
+            for (size_t k = 0; k < kl; k++) {
+                _mm512_store_ps(panel + PW * k, _mm512_loadu_ps(w + k * N));
+                _mm512_store_ps(panel + PW * k + 16, _mm512_loadu_ps(w + k * N + 16));
+            }
+        } else {
+            const __mmask16 m0 = ec_mask_avx512(valid), m1 = ec_mask_avx512(valid > 16 ? valid - 16 : 0);
+            for (size_t k = 0; k < kl; k++) {
+                _mm512_store_ps(panel + PW * k, _mm512_maskz_loadu_ps(m0, w + k * N));
+                _mm512_store_ps(panel + PW * k + 16, _mm512_maskz_loadu_ps(m1, w + k * N + 16));
+            }
+        }
+        return;
+    }
+    for (size_t jb = 0; jb < PW; jb += 16) {
+        const float *rows[16];
+        for (size_t i = 0; i < 16; i++) rows[i] = jb + i < valid ? a->w + (nb + jb + i) * K + k0 : NULL;
+        for (size_t k = 0; k < kl; k += 16) {
+            const size_t left = kl - k < 16 ? kl - k : 16;
+            const __mmask16 mask = ec_mask_avx512(left);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = rows[i] ? _mm512_maskz_loadu_ps(mask, rows[i] + k) : _mm512_setzero_ps();
+            transpose16(r);
+            for (size_t i = 0; i < left; i++) _mm512_store_ps(panel + PW * (k + i) + jb, r[i]);
+        }
+    }
+}
+
+EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t valid, size_t kl, const float *xr,
+                          const float *panel, int first, int last, const int MR) {
+    const size_t K = a->k;
+    __m512 acc[PR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kl; k++) {
+        const __m512 b0 = _mm512_load_ps(panel + PW * k), b1 = _mm512_load_ps(panel + PW * k + 16);
+        for (int i = 0; i < MR; i++) {
+            const __m512 xb = _mm512_set1_ps(xr[i * K + k]);
+            acc[i][0] = _mm512_fmadd_ps(xb, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xb, b1, acc[i][1]);
+        }
+    }
+    /* fully unrolled, with the epilogue out of line: otherwise GCC keeps
+     * `acc` addressable and stores it to the stack after every FMA */
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        store_cols_out(a, m0 + i, nb, valid < 16 ? valid : 16, acc[i][0], first, last);
+        if (valid > 16) store_cols_out(a, m0 + i, nb + 16, valid - 16, acc[i][1], first, last);
+    }
+}
+
+/* [K, N] weights are packed TW columns at a time, so each weight row is read
+ * in 256-byte runs; [N, K] rows are contiguous along K already. */
+#define TW 64
+#define TK 128 /* K block for TW-wide packs: 32 KiB of panels */
+
+static void linear_packed(const ec_linear_args *a, size_t n0, size_t n1) {
+    const size_t M = a->m, K = a->k;
+    const size_t width = a->transposed ? TW : PW, kc = a->transposed ? TK : PK;
+    float panels[TW * TK > PW * PK ? TW * TK : PW * PK] __attribute__((aligned(64)));
+    for (size_t k0 = 0; k0 < K; k0 += kc) {
+        const size_t kl = K - k0 < kc ? K - k0 : kc;
+        const int first = k0 == 0, last = k0 + kl == K;
+        for (size_t nw = n0; nw < n1; nw += width) {
+            const size_t subpanels = ((n1 - nw < width ? n1 - nw : width) + PW - 1) / PW;
+            for (size_t p = 0; p < subpanels; p++)
+                pack_panel(a, nw + PW * p, n1 - nw - PW * p < PW ? n1 - nw - PW * p : PW, k0, kl,
+                           panels + p * PW * kl);
+            for (size_t p = 0; p < subpanels; p++) {
+                const size_t nb = nw + PW * p, valid = n1 - nb < PW ? n1 - nb : PW;
+                const float *panel = panels + p * PW * kl;
+                size_t m = 0;
+                for (; m + PR <= M; m += PR)
+                    micro_tile(a, m, nb, valid, kl, a->x + m * K + k0, panel, first, last, PR);
+                const float *xr = a->x + m * K + k0;
+                switch (M - m) {
+                case 7: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 7); break;
+                case 6: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 6); break;
+                case 5: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 5); break;
+                case 4: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 4); break;
+                case 3: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 3); break;
+                case 2: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 2); break;
+                case 1: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 1); break;
+                default: break;
+                }
+            }
+        }
+    }
+}
+
+/* y = act(bias) when K == 0 (an empty sum). */
+static void bias_only(const ec_linear_args *a, size_t n0, size_t n1) {
+    for (size_t m = 0; m < a->m; m++)
+        for (size_t n = n0; n < n1; n += 16)
+            store_cols(a, m, n, n1 - n < 16 ? n1 - n : 16, _mm512_setzero_ps(), 1, 1);
+}
+
+/* Smallest M that takes the packed path for [N, K] weights: the AVX2 tier's
+ * measured crossover (not re-measured on AVX-512 hardware). */
+#define NT_PACK_MIN_M 8
+
 void ec_linear_f32_avx512(const ec_linear_args *a, size_t n0, size_t n1) {
-    if (a->transposed) linear_t(a, n0, n1);
-    else linear_nt(a, n0, n1);
+    if (a->k == 0) bias_only(a, n0, n1);
+    else if (a->transposed) (a->m <= 4 ? linear_t_rows : linear_packed)(a, n0, n1);
+    else (a->m < NT_PACK_MIN_M ? linear_nt : linear_packed)(a, n0, n1);
 }

@@ -1,0 +1,466 @@
+"""The avx512 kernels run on a CPU without AVX-512, through SIMD Everywhere.
+
+The native suite can only force tiers the CPU supports, so on an AVX2-only
+machine (this project's development box, most CI runners) it never executes
+the avx512 kernels. This module compiles `csrc/x86/avx512/*.c` with
+`-mavx2 -mfma -mf16c` and a forced-include shim (`avx512_emu/simde_avx512.h`)
+that maps every `_mm512_*` intrinsic, `__m512` and `__mmask16` to SIMDe's
+implementation on native 256-bit halves, links it with the scalar reference
+and a small driver (`avx512_emu/driver.c`), and calls the kernels directly
+through ctypes (no dispatch), checking them on the cases the native suite
+uses: float64 NumPy references, integer-valued exactness, the scalar kernel,
+ties/NaN for top-k, EMA clamps, exhaustive bf16/f16. The driver puts every
+buffer flush against a guard page, so reading or writing one element past
+an array fails the test.
+
+What emulation cannot show: speed, and instruction-encoding problems (the
+real build compiles these files with -mavx512f and the same C; only the
+compiler's lowering of each intrinsic differs).
+
+Needs gcc and the SIMDe headers (Debian: `apt-get install libsimde-dev`) on
+an x86_64 host with AVX2; otherwise every test here skips, saying why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.kernels import EDGE_SIZES, assert_close, ema_ref, linear_ref, topk_ref
+
+from edgecore import ops
+
+CC = "gcc"
+ROOT = Path(__file__).resolve().parents[2]
+CSRC = ROOT / "csrc"
+EMU = Path(__file__).resolve().parent / "avx512_emu"
+# setup.py's COMMON_FLAGS (the package build) plus -fPIC for a shared library,
+# at -O2 instead of -O3: the same semantics (no fast-math, no FMA contraction),
+# in a third of the compile time under SIMDe's large headers.
+FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-ffp-contract=off", "-fno-math-errno", "-fPIC"]
+# what the emulated 512-bit operations run on; no -mavx512*: SIMDe must not
+# find native AVX-512. -Wno-psabi: SIMDe's 64-byte vectors are passed by value
+# between its helpers, an ABI note that only matters across compilers.
+EMU_FLAGS = ["-mavx2", "-mfma", "-mf16c", "-Wno-psabi", "-include", str(EMU / "simde_avx512.h")]
+INCLUDES = ["-I", str(CSRC / "include"), "-I", str(CSRC)]
+
+SCALAR, AVX512 = 0, 2  # ec_tier values (csrc/include/edgecore/kernels.h)
+ACT = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}  # ec_activation
+EMU_OK, EMU_FAULT = 0, 1  # driver.c return codes
+TESTED_NAME = "avx512 (emulated via SIMDe)"
+
+
+def _skip_reason() -> str | None:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the SIMDe emulation runs on x86_64 hosts (AVX2 underneath); this is {platform.machine()}"
+    if not (CSRC / "x86" / "avx512").is_dir():
+        return f"kernel sources not found at {CSRC} (run from a source checkout)"
+    if shutil.which(CC) is None:
+        return f"no C compiler ({CC}) on PATH"
+    if "avx2" not in ops.capabilities()["available"]:
+        return "this CPU has no AVX2+FMA+F16C for the emulation to run on"
+    probe = subprocess.run(
+        [CC, "-E", "-x", "c", "-", "-o", "/dev/null"],
+        input="#include <simde/x86/avx512.h>\n",
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return "SIMDe headers not found (<simde/x86/avx512.h>; Debian: apt-get install libsimde-dev)"
+    return None
+
+
+def _compile(out: Path) -> Path:
+    jobs = [(src, FLAGS + EMU_FLAGS) for src in sorted((CSRC / "x86" / "avx512").glob("*.c"))]
+    jobs += [(CSRC / "scalar" / "kernels_scalar.c", FLAGS), (EMU / "driver.c", FLAGS)]
+    running = []
+    for i, (src, flags) in enumerate(jobs):
+        obj = out / f"{i}_{src.stem}.o"
+        cmd = [CC, *flags, *INCLUDES, "-c", str(src), "-o", str(obj)]
+        running.append((src, obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    failures = []
+    for src, _, proc in running:
+        log, _ = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f"--- {src.relative_to(ROOT)}\n{log}")
+    if failures:
+        pytest.fail(
+            "the avx512 kernels do not compile against SIMDe; an intrinsic SIMDe lacks needs a definition "
+            "in tests/kernels/avx512_emu/simde_avx512.h\n" + "\n".join(failures),
+            pytrace=False,
+        )
+    lib = out / "libedgecore_avx512_emu.so"
+    link = subprocess.run(
+        [CC, "-shared", *(str(obj) for _, obj, _ in running), "-lm", "-o", str(lib)], capture_output=True, text=True
+    )
+    if link.returncode != 0:
+        pytest.fail(f"linking the emulated avx512 library failed:\n{link.stderr}", pytrace=False)
+    return lib
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def _check(rc: int, what: str) -> None:
+    assert rc != EMU_FAULT, f"{what}: the kernel read or wrote past the end of a buffer (guard page fault)"
+    assert rc == EMU_OK, f"{what}: driver error {rc}"
+
+
+class Emulated:
+    """ctypes front end of driver.c: one tier's kernels, called directly."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        p, z, i, f = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_float
+        lib.emu_linear.argtypes = [i, p, p, p, p, z, z, z, i, i, p, z]
+        lib.emu_topk.argtypes = [i, p, p, z, z, z, p, p, p]
+        lib.emu_ema.argtypes = [i, p, z, p, f, f, f]
+        lib.emu_cvt.argtypes = [i, i, p, p, z]
+        for fn in (lib.emu_linear, lib.emu_topk, lib.emu_ema, lib.emu_cvt):
+            fn.restype = i
+        self.lib = lib
+
+    def linear(self, tier, x, w, b=None, activation="none", transposed=False, cuts=None):
+        """y = act(x @ W.T + b), one kernel call per column range in `cuts`."""
+        x, w = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(w, np.float32)
+        b = None if b is None else np.ascontiguousarray(b, np.float32)
+        m, k = x.shape
+        n = w.shape[1] if transposed else w.shape[0]
+        assert w.shape == ((k, n) if transposed else (n, k))
+        cuts = np.asarray([0, n] if cuts is None else cuts, np.uintp)
+        y = np.full((m, n), np.nan, np.float32)  # an unwritten output stays NaN
+        rc = self.lib.emu_linear(
+            tier, _ptr(x), _ptr(w), _ptr(b), _ptr(y), m, n, k, int(transposed), ACT[activation], _ptr(cuts), len(cuts)
+        )
+        _check(rc, "linear")
+        return y
+
+    def topk(self, tier, logits, k, bonus=None):
+        """(ids, weights, bad): bad is the kernel's return (-1 or the first bad row)."""
+        logits = np.ascontiguousarray(logits, np.float32)
+        t, e = logits.shape
+        ids = np.full((t, k), -7, np.int32)
+        weights = np.full((t, k), np.nan, np.float32)
+        bad = np.zeros(1, np.int64)
+        rc = self.lib.emu_topk(tier, _ptr(logits), _ptr(bonus), t, e, k, _ptr(ids), _ptr(weights), _ptr(bad))
+        _check(rc, "top-k")
+        return ids, weights, int(bad[0])
+
+    def ema(self, tier, scores, activated, decay, boost, max_score):
+        """The EMA pass on a copy of `scores` (ids deduplicated into a bitmap, as ops does)."""
+        s = scores.copy()
+        bits = np.zeros((len(s) + 63) // 64, np.uint64)
+        for i in np.unique(activated):
+            bits[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+        _check(self.lib.emu_ema(tier, _ptr(s), len(s), _ptr(bits), decay, boost, max_score), "ema")
+        return s
+
+    def cvt(self, tier, half, src):
+        src = np.ascontiguousarray(src, np.uint16)
+        dst = np.full(src.shape, np.nan, np.float32)
+        _check(self.lib.emu_cvt(tier, int(half), _ptr(src), _ptr(dst), src.size), "cvt")
+        return dst
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory, tested_tiers) -> Emulated:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(f"emulated AVX-512 check skipped: {reason}")
+    emulated = Emulated(_compile(tmp_path_factory.mktemp("avx512_emu")))
+    tested_tiers.add(TESTED_NAME)
+    return emulated
+
+
+def make(rng, m, n, k, transposed, bias=True):
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n) if transposed else (n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32) if bias else None
+    return x, w, b
+
+
+# ---- fused linear ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33])
+def test_linear_edge_sizes(emu, transposed, m):
+    rng = np.random.default_rng(m)
+    for n in EDGE_SIZES:
+        k = EDGE_SIZES[(n * 7 + m) % len(EDGE_SIZES)]
+        x, w, b = make(rng, m, n, k, transposed)
+        ref, scale = linear_ref(x, w, b, transposed=transposed)
+        assert_close(emu.linear(AVX512, x, w, b, transposed=transposed), ref, scale)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("k", EDGE_SIZES + [255, 256, 257, 513, 1000])
+def test_linear_exact_on_integers(emu, transposed, k):
+    """Small integers keep every float32 partial sum exact: the result must
+    equal the integer product bit for bit, whatever the tiling."""
+    rng = np.random.default_rng(k)
+    shapes = [(1, 1), (1, 9), (2, 17), (3, 33), (4, 7), (5, 65), (7, 31), (8, 32), (9, 20), (16, 47), (17, 64)]
+    for m, n in shapes + [(33, 40)]:
+        x = rng.integers(-3, 4, (m, k)).astype(np.float32)
+        w = rng.integers(-3, 4, (k, n) if transposed else (n, k)).astype(np.float32)
+        b = rng.integers(-5, 6, n).astype(np.float32)
+        exact = x.astype(np.int64) @ (w.astype(np.int64) if transposed else w.astype(np.int64).T) + b
+        np.testing.assert_array_equal(emu.linear(AVX512, x, w, b, transposed=transposed), exact.astype(np.float32))
+
+
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_linear_wide_conv1d_rows_exact(emu, m):
+    """[K, N] weights at small M stream rows in column chunks sized to L1:
+    N well past one chunk, with a tail."""
+    rng = np.random.default_rng(m)
+    n, k = 4100 // m + 37, 6
+    x = rng.integers(-3, 4, (m, k)).astype(np.float32)
+    w = rng.integers(-3, 4, (k, n)).astype(np.float32)
+    b = rng.integers(-5, 6, n).astype(np.float32)
+    exact = x.astype(np.int64) @ w.astype(np.int64) + b
+    np.testing.assert_array_equal(emu.linear(AVX512, x, w, b, transposed=True), exact.astype(np.float32))
+
+
+@pytest.mark.parametrize("activation", list(ACT))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_linear_activations(emu, activation, transposed):
+    rng = np.random.default_rng(7)
+    for m, n, k in [(1, 37, 19), (4, 33, 64), (6, 100, 257), (16, 31, 5), (9, 70, 40)]:
+        x, w, b = make(rng, m, n, k, transposed)
+        x *= 0.5
+        ref, scale = linear_ref(x, w, b, activation, transposed)
+        assert_close(emu.linear(AVX512, x, w, b, activation, transposed), ref, scale, activation)
+
+
+@pytest.mark.parametrize("activation", list(ACT))
+def test_linear_activation_extremes(emu, activation):
+    v = np.array([-100, -30, -10, -3, -1e-3, -0.0, 0.0, 1e-3, 3, 10, 30, 100], np.float32)
+    x = np.ones((1, 1), np.float32)
+    w = v.reshape(-1, 1).copy()
+    ref, _ = linear_ref(x, w, None, activation)
+    np.testing.assert_allclose(emu.linear(AVX512, x, w, None, activation)[0], ref[0], rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("m", [3, 12])
+def test_linear_nan_propagates(emu, transposed, m):
+    rng = np.random.default_rng(0)
+    x, w, b = make(rng, m, 20, 40, transposed)
+    x[1, 17] = np.nan
+    for activation in ACT:
+        y = emu.linear(AVX512, x, w, b, activation, transposed)
+        assert np.all(np.isnan(y[1])), activation
+        assert np.all(np.isfinite(np.delete(y, 1, axis=0))), activation
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_linear_large_m_blocked(emu, transposed):
+    rng = np.random.default_rng(3)
+    x, w, b = make(rng, 70, 90, 700, transposed)
+    for activation in ("none", "relu", "silu"):
+        ref, scale = linear_ref(x, w, b, activation, transposed)
+        assert_close(emu.linear(AVX512, x, w, b, activation, transposed), ref, scale, activation)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("m", [1, 2, 9])
+def test_linear_empty_k_gives_activation_of_bias(emu, transposed, m):
+    b = np.linspace(-2, 2, 21).astype(np.float32)
+    w = np.zeros((0, 21) if transposed else (21, 0), np.float32)
+    y = emu.linear(AVX512, np.zeros((m, 0), np.float32), w, b, "relu", transposed)
+    np.testing.assert_array_equal(y, np.tile(np.maximum(b, 0), (m, 1)))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("m", [1, 3, 8, 70])
+def test_linear_column_split_is_bitwise_invisible(emu, transposed, m):
+    """Threads split columns at multiples of 32 (ops.c); any split must give
+    the same bits as one call over all columns."""
+    rng = np.random.default_rng(42)
+    x, w, b = make(rng, m, 777, 300, transposed)
+    whole = emu.linear(AVX512, x, w, b, "gelu", transposed)
+    for cuts in ([0, 32, 777], [0, 96, 384, 416, 777], list(range(0, 777, 32)) + [777]):
+        np.testing.assert_array_equal(emu.linear(AVX512, x, w, b, "gelu", transposed, cuts), whole)
+
+
+def test_linear_agrees_with_scalar_kernel(emu):
+    rng = np.random.default_rng(11)
+    for transposed in (False, True):
+        for m, n, k in [(1, 300, 700), (3, 129, 65), (8, 64, 1024), (37, 50, 333), (4, 200, 100)]:
+            x, w, b = make(rng, m, n, k, transposed)
+            want = emu.linear(SCALAR, x, w, b, "silu", transposed)
+            got = emu.linear(AVX512, x, w, b, "silu", transposed)
+            _, scale = linear_ref(x, w, b, "silu", transposed)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * scale.max())
+
+
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 140),
+    k=st.integers(1, 300),
+    transposed=st.booleans(),
+    bias=st.booleans(),
+    activation=st.sampled_from(list(ACT)),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_linear_random_shapes(emu, m, n, k, transposed, bias, activation, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = make(rng, m, n, k, transposed, bias)
+    ref, scale = linear_ref(x, w, b, activation, transposed)
+    assert_close(emu.linear(AVX512, x, w, b, activation, transposed), ref, scale, activation)
+
+
+# ---- top-k routing --------------------------------------------------------------
+
+
+def check_topk(emu, logits, k, bonus=None):
+    ids, weights, bad = emu.topk(AVX512, logits, k, bonus)
+    want_ids, want_w, want_bad = topk_ref(logits, k, bonus)
+    assert bad == (want_bad[0] if want_bad else -1), f"first bad row: got {bad}, want {want_bad[:1] or -1}"
+    if bad < 0:
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(weights, want_w, rtol=2e-6, atol=1e-7)
+    s_ids, _, s_bad = emu.topk(SCALAR, logits, k, bonus)
+    assert bad == s_bad
+    if bad < 0:
+        np.testing.assert_array_equal(ids, s_ids)
+
+
+@pytest.mark.parametrize("e", EDGE_SIZES + [1000, 1024, 1025, 1500])
+def test_topk_matches_reference(emu, e):
+    rng = np.random.default_rng(e)
+    for k in sorted({1, min(2, e), min(3, e), min(8, e), min(9, e), min(16, e), e}):
+        logits = rng.standard_normal((9, e)).astype(np.float32)
+        check_topk(emu, logits, k)
+        check_topk(emu, logits, k, rng.uniform(0, 1.5, e).astype(np.float32))
+
+
+def test_topk_ties_go_to_lower_id(emu):
+    rng = np.random.default_rng(5)
+    for e in (8, 16, 17, 64, 1100):
+        logits = rng.integers(-2, 3, (40, e)).astype(np.float32)
+        logits[logits == 0] = rng.choice([-0.0, 0.0], size=int((logits == 0).sum()))
+        for k in sorted({min(v, e) for v in (1, 2, 4, 8, 9)}):
+            check_topk(emu, logits, k)
+            check_topk(emu, logits, k, rng.integers(0, 2, e).astype(np.float32))
+    ids, _, _ = emu.topk(AVX512, np.zeros((1, 16), np.float32), 3)
+    np.testing.assert_array_equal(ids, [[0, 1, 2]])
+
+
+def test_topk_nan_never_wins_and_minus_inf_loses(emu):
+    for e in (4, 8, 9, 16, 17, 33, 1030):
+        logits = np.full((1, e), np.nan, np.float32)
+        logits[0, [1, e - 1]] = [0.5, -3.0]
+        ids, w, bad = emu.topk(AVX512, logits, 2)
+        assert bad == -1
+        np.testing.assert_array_equal(ids, [[1, e - 1]])
+        np.testing.assert_allclose(w, [[1 / (1 + np.exp(-3.5)), 1 / (1 + np.exp(3.5))]], rtol=1e-6)
+    ids, _, bad = emu.topk(AVX512, np.array([[-np.inf, 1.0, 2.0, -np.inf]], np.float32), 2)
+    assert bad == -1
+    np.testing.assert_array_equal(ids, [[2, 1]])
+
+
+@pytest.mark.parametrize("e", [8, 20, 1100])
+@pytest.mark.parametrize("bad_row", [0, 3, 6])
+def test_topk_reports_first_bad_row(emu, e, bad_row):
+    logits = np.random.default_rng(0).standard_normal((7, e)).astype(np.float32)
+    logits[bad_row] = np.nan
+    logits[bad_row, 2] = 1.0  # one finite logit, k = 2
+    assert emu.topk(AVX512, logits, 2)[2] == bad_row
+    logits[bad_row] = 0.0
+    logits[bad_row, 5] = np.inf  # a chosen +inf logit
+    assert emu.topk(AVX512, logits, 2)[2] == bad_row
+
+
+@given(
+    t=st.integers(1, 30),
+    e=st.integers(1, 150),
+    data=st.data(),
+    with_bonus=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=80, deadline=None)
+def test_topk_random(emu, t, e, data, with_bonus, seed):
+    k = data.draw(st.integers(1, e))
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((t, e)).astype(np.float32)
+    if e > k:
+        mask = rng.random((t, e)) < 0.15
+        mask[:, :k] = False
+        logits[mask] = np.nan
+    logits[rng.random((t, e)) < 0.2] = 0.5
+    bonus = rng.uniform(0, 2, e).astype(np.float32) if with_bonus else None
+    check_topk(emu, logits, k, bonus)
+
+
+# ---- EMA affinity -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("e", EDGE_SIZES + [1024, 65536, 70001])
+def test_ema_matches_reference(emu, e):
+    rng = np.random.default_rng(e)
+    scores = rng.uniform(-0.2, 1.3, e).astype(np.float32)
+    ids = rng.integers(0, e, min(3 * e, 40))
+    for decay, boost, max_score, chosen in [(0.9, 0.25, 1.0, ids), (1.0, 0.0, 0.5, ids), (0.5, 1.0, 2.0, ids[:0])]:
+        want, _ = ema_ref(scores, chosen, decay, boost, max_score)
+        got = emu.ema(AVX512, scores, chosen, decay, boost, max_score)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_ema_nan_scores_become_zero_and_clamp(emu):
+    s = np.array([np.nan, 5.0, -1.0, 0.5, np.inf, -np.inf, 0.2, 0.9, np.nan] * 3, np.float32)
+    got = emu.ema(AVX512, s, [0, 8, 12, 19, 26], 0.5, 0.1, 1.0)
+    want = [0.0, 1.0, 0.0, 0.25, 1.0, 0.0, 0.1, 0.45, 0.0] * 3
+    want[12], want[19] = 0.35, 1.0  # boosted 0.25 and 2.5 (NaN + boost stays NaN -> 0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@given(
+    e=st.integers(1, 300),
+    n_ids=st.integers(0, 64),
+    decay=st.floats(0, 1),
+    boost=st.floats(0, 2),
+    max_score=st.floats(0.01, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_ema_random(emu, e, n_ids, decay, boost, max_score, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(-1, 5, e).astype(np.float32)
+    ids = rng.integers(0, e, n_ids)
+    want, _ = ema_ref(scores, ids, decay, boost, max_score)
+    np.testing.assert_allclose(emu.ema(AVX512, scores, ids, decay, boost, max_score), want, rtol=1e-6, atol=1e-7)
+
+
+# ---- bf16 / f16 widening --------------------------------------------------------
+
+ALL_BITS = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+
+
+def test_bf16_exhaustive(emu):
+    want = (ALL_BITS.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(emu.cvt(AVX512, False, ALL_BITS).view(np.uint32), want.view(np.uint32))
+
+
+def test_f16_exhaustive(emu):
+    want = ALL_BITS.view(np.float16).astype(np.float32)
+    got = emu.cvt(AVX512, True, ALL_BITS)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    assert np.all(np.isnan(got[nan]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 1000])
+def test_cvt_lengths(emu, n):
+    src = ALL_BITS[12345 : 12345 + n].copy()
+    np.testing.assert_array_equal(emu.cvt(AVX512, False, src).view(np.uint32), src.astype(np.uint32) << 16)
+    np.testing.assert_array_equal(emu.cvt(AVX512, True, src), src.view(np.float16).astype(np.float32))
