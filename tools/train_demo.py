@@ -193,6 +193,20 @@ def total_at(step: int, schedule: list[tuple[int, int]]) -> int:
     return [total for first, total in schedule if first <= step][-1]
 
 
+def per_layer_balance_loss(model: torch.nn.Module, router_logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Switch-Transformer load-balancing loss of each MoE layer, averaged over the layers.
+
+    transformers' own ``aux_loss`` pools the expert assignments of all layers
+    before balancing them, so one layer can route nearly everything to two
+    experts as long as other layers use the rest (a first run did: experts got
+    0.1% of a layer's bytes).  Balancing each layer keeps every expert in use.
+    """
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    n_exp, k = model.config.num_local_experts, model.config.num_experts_per_tok
+    return torch.stack([load_balancing_loss_func((g,), n_exp, k) for g in router_logits]).mean()
+
+
 def lr_at(step: int, total: int, args: argparse.Namespace) -> float:
     """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``total``."""
     if step < args.warmup:
@@ -285,7 +299,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--aux-coef", type=float, default=0.01, help="mixtral: router load-balancing loss weight")
+    p.add_argument(
+        "--aux-coef",
+        type=float,
+        default=0.01,
+        help="mixtral: weight of the per-layer router load-balancing loss",
+    )
     p.add_argument("--evals", type=int, default=4, help="held-out evaluations during training (curve)")
     # output
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored weight dtype")
@@ -371,7 +390,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             out = model(input_ids=x[:, :-1])
         ce = F.cross_entropy(out.logits.reshape(-1, 256), x[:, 1:].reshape(-1))
-        loss = ce + args.aux_coef * out.aux_loss if args.arch == "mixtral" else ce
+        loss = (
+            ce + args.aux_coef * per_layer_balance_loss(model, out.router_logits)
+            if args.arch == "mixtral"
+            else ce
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -385,8 +408,10 @@ def main(argv: list[str] | None = None) -> None:
             schedule = [(0, step + max(1, int((args.minutes * 60 - elapsed) / per_step)))]
             eval_every = max(1, schedule[0][1] // args.evals) if args.evals else 0
             print(f"calibrated: {per_step * 1e3:.0f} ms/step -> {schedule[0][1]} steps", flush=True)
-        elif args.minutes is not None and schedule and step % 10 == 0:
-            per_step = statistics.median(step_times[-20:])
+        elif args.minutes is not None and schedule and step % 10 == 0 and step >= 5 * args.calib_steps:
+            # Mean over the whole run so far: a few seconds of contention must not shorten the
+            # schedule for good, a sustained slowdown must.
+            per_step = (elapsed - sum(step_times[: args.calib_steps])) / (step - args.calib_steps)
             if elapsed + (schedule[-1][1] - step) * per_step > args.hard_minutes * 60:
                 new_total = step + max(1, int(0.95 * (args.hard_minutes * 60 - elapsed) / per_step))
                 if new_total < schedule[-1][1]:
@@ -489,7 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.arch == "mixtral":
         report["routing_heldout"] = routing_stats(saved, heldout, held_starts, args.ctx)
-        report["router_aux_loss_coef"] = args.aux_coef
+        report["router_aux_loss"] = {
+            "coef": args.aux_coef,
+            "form": "Switch load-balancing loss per layer, mean over layers",
+        }
     (args.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
         json.dumps(
