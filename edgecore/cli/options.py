@@ -26,7 +26,7 @@ RUN_OPTIONS = {
     "context": (int, "KV cache capacity in tokens (default: the model's, at most 2048)"),
     "step_tokens": (int, "most tokens per forward step; longer prompts prefill in chunks"),
     "max_new_tokens": (int, "tokens to generate (default 64)"),
-    "temperature": (float, "0 = greedy (default); > 0 samples"),
+    "temperature": (float, "0 = greedy; > 0 samples (default: the model's generation_config.json, else greedy)"),
     "top_k": (int, "sample only from the k most likely tokens"),
     "top_p": (float, "sample from the smallest set with this much probability"),
     "seed": (int, "random seed for sampling"),

@@ -36,11 +36,14 @@ def run(args) -> int:
     if not prompt:
         raise CliError("the prompt is empty")
     engine_opts = {k: opts.get(k) for k in ("memory_budget", "threads", "context", "step_tokens")}
-    gen_opts = {k: opts[k] for k in ("temperature", "top_k", "top_p", "seed", "max_new_tokens") if k in opts}
     try:
         engine = Engine(opts.get("model"), strategy=opts.get("strategy", "auto"), **engine_opts)
     except (ModelError, SafetensorsError, BudgetTooSmall, MemoryBudgetError, ValueError, OSError) as exc:
         raise CliError(str(exc), status=1) from None
+    # the model's generation_config.json supplies sampling defaults; flags win
+    sampling = ("temperature", "top_k", "top_p")
+    gen_opts = {} if any(k in opts for k in sampling) else dict(engine.model.generation_defaults)
+    gen_opts.update({k: opts[k] for k in (*sampling, "seed", "max_new_tokens") if k in opts})
     with engine:
         streaming = not args.json and engine.tokenizer is not None
 

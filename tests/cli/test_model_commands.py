@@ -108,3 +108,33 @@ def test_bench_runs_each_configuration(model, capsys):
     unlimited = [r for r in rows if r["budget"] == "none"]
     assert all(r["decode_tps"] > 0 and r["groups"] >= 1 for r in unlimited)
     assert any("error" in r for r in rows if r["budget"] != "none")  # 1M is too small for this model
+
+
+def test_generation_config_supplies_sampling_defaults(model, tmp_path, capsys):
+    path, _ = model
+    import shutil
+
+    sampled = tmp_path / "sampled"
+    shutil.copytree(path, sampled)
+    (sampled / "generation_config.json").write_text('{"do_sample": true, "temperature": 5.0, "top_k": 0}')
+    greedy = ["run", "--model", str(path), "--prompt", "ab", "--max-new-tokens", "12", "--json"]
+    assert main(greedy) == 0
+    base = json.loads(capsys.readouterr().out)["tokens"]
+    runs = []
+    for seed in ("1", "2"):
+        assert main(["run", "--model", str(sampled), "--prompt", "ab", "--max-new-tokens", "12", "--json",
+                     "--seed", seed]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["tokens"])
+    assert runs[0] != runs[1]  # sampling at temperature 5, as the file says
+    # an explicit flag wins over the file: greedy again
+    assert main(["run", "--model", str(sampled), "--prompt", "ab", "--max-new-tokens", "12", "--json",
+                 "--temperature", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == base
+
+
+def test_demo_models_run(capsys):
+    for name in ("demo", "demo-moe"):
+        assert main(["run", "--model", name, "--prompt", "The list", "--max-new-tokens", "40", "--seed", "0"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("The list") and len(out) > 30
+        assert "decode" in err
