@@ -15,6 +15,9 @@ from contextlib import contextmanager
 
 from edgecore._kernels import (
     ACTIVATIONS,
+    POLICIES,
+    RouterCore,
+    Routing,
     _use_tier,
     bf16_to_f32,
     capabilities,
@@ -29,6 +32,9 @@ from edgecore._kernels import (
 
 __all__ = [
     "ACTIVATIONS",
+    "POLICIES",
+    "RouterCore",
+    "Routing",
     "bf16_to_f32",
     "capabilities",
     "ema_update",
