@@ -189,12 +189,11 @@ class ExpertCache:
         with self._lock:
             self._check_open()
             self._counts["requests"] += 1
-            slot = self._await_ready(expert)
-            if slot is not None:
+            slot = self._claim(expert)
+            if slot.state == _READY:
                 self._counts["hits"] += 1
                 return self._use(slot)
             self._counts["misses"] += 1
-            slot = self._reserve(expert, prefetched=False)
         return self._load(expert, slot)
 
     def apply(self, routing: Routing) -> None:
@@ -305,17 +304,23 @@ class ExpertCache:
             self._counts["prefetch_hits"] += 1
         return slot.weights
 
-    def _reserve(self, expert: int, *, prefetched: bool) -> _Slot:
-        # lock held: make room by the policy, then reserve the expert's slot
-        while len(self._slots) >= self.capacity:
+    def _claim(self, expert: int) -> _Slot:
+        # lock held: the expert's ready slot, or a new loading slot reserved
+        # for the caller to fill (room made by the policy). Every wait
+        # releases the lock, so the expert's state is re-read after it.
+        while True:
+            slot = self._await_ready(expert)
+            if slot is not None:
+                return slot
+            if len(self._slots) < self.capacity:
+                slot = self._slots[expert] = _Slot(prefetched=False)
+                return slot
             victim = self._victim(expert)
             if victim is None:
                 self._changed.wait()  # every slot is loading: wait for one to land
-                continue
-            self._drop(victim)
-        slot = _Slot(prefetched)
-        self._slots[expert] = slot
-        return slot
+                self._check_open()
+            else:
+                self._drop(victim)
 
     def _victim(self, expert: int) -> int | None:
         # lock held: a ready expert to evict, sparing the last routing's experts if possible
@@ -356,12 +361,11 @@ class ExpertCache:
     def _page_in(self, expert: int) -> None:
         with self._lock:
             self._check_open()
-            slot = self._await_ready(expert)
-            if slot is not None:
+            slot = self._claim(expert)
+            if slot.state == _READY:
                 self._use(slot)  # a prefetch landed in time, or another thread loaded it
                 return
             self._counts["page_ins"] += 1
-            slot = self._reserve(expert, prefetched=False)
         self._load(expert, slot)
 
     def _evict(self, expert: int) -> None:
