@@ -299,13 +299,15 @@ cdef extern from "<pthread.h>" nogil:
 
 POLICIES = ("lru", "lfu", "affinity")
 cdef dict _POLICY_CODES = {"lru": EC_EVICT_LRU, "lfu": EC_EVICT_LFU, "affinity": EC_EVICT_AFFINITY}
-DEF ROUTING_INLINE_INTS = 32
-DEF ROUTING_INLINE_FLOATS = 8
-# Below this many logits a route takes well under 10 us and keeps the GIL:
-# releasing and re-taking it would cost more than the routing, and under
-# contention re-taking it can wait a whole switch interval. The router's own
-# lock serialises routes either way.
-DEF ROUTE_NOGIL_MIN_LOGITS = 4096
+cdef enum:
+    # a decode step's ids, weights and plan fit in the Routing object itself
+    ROUTING_INLINE_INTS = 32
+    ROUTING_INLINE_FLOATS = 8
+    # Below this many logits a route takes well under 10 us and keeps the GIL:
+    # releasing and re-taking it would cost more than the routing, and under
+    # contention re-taking it can wait a whole switch interval. The router's
+    # own lock serialises routes either way.
+    ROUTE_NOGIL_MIN_LOGITS = 4096
 
 
 @cython.final

@@ -98,11 +98,13 @@ static double gate_mass_kept(ec_router *r, const float *row, const int32_t *chos
      * logits); checked anyway so a bad row never reads out of bounds */
     if (ec_active->topk_f32(row, NULL, r->n_experts, k, 0, 1, r->true_ids, r->true_weights) >= 0) return 1.0;
     *rerouted = 1;
-    const double top = row[r->true_ids[0]]; /* the largest logit: the sums cannot overflow */
+    /* relative to the largest logit, so nothing overflows; float exps are
+     * plenty for a metric (the weights themselves come from the kernel) */
+    const float top = row[r->true_ids[0]];
     double kept = 0.0, best = 0.0;
     for (size_t i = 0; i < k; i++) {
-        kept += exp((double)row[chosen[i]] - top);
-        best += exp((double)row[r->true_ids[i]] - top);
+        kept += expf(row[chosen[i]] - top);
+        best += expf(row[r->true_ids[i]] - top);
     }
     return kept / best;
 }

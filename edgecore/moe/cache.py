@@ -139,6 +139,9 @@ class ExpertCache:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a slot became ready, or was freed
         self._slots: dict[int, _Slot] = {}
+        # experts holding a slot, loaded or loading: what the router sees as
+        # resident (an expert in flight takes memory and needs no new load)
+        self._held = np.zeros(self.num_experts, bool)
         self._clock = 0
         self._routing: Routing | None = None  # the last applied routing: its experts are evicted last
         self._closed = False
@@ -201,9 +204,10 @@ class ExpertCache:
         expert still loading is dropped when its load lands), load
         ``page_in`` now (in this thread; an exception propagates and the cache
         stays consistent), and start ``prefetch`` loads in the background
-        where a slot is free. An id in both page_in and evict (a call that
-        activates more experts than fit) is not preloaded: ``get`` loads it
-        and evicts by policy. Cheap when the plan is empty."""
+        where a slot is free; then tell the router what is held (loaded or
+        loading). An id in both page_in and evict (a call that activates
+        more experts than fit) is not preloaded: ``get`` loads it and evicts
+        by policy. Cheap when the plan is empty."""
         self._check_open()
         self._routing = routing
         if not routing.needs_paging:
@@ -227,9 +231,12 @@ class ExpertCache:
                 self._sync_router()
 
     def resident_mask(self) -> np.ndarray:
-        """bool [E]: the experts whose weights are loaded (not in flight)."""
+        """bool [E]: the experts whose weights are loaded (not in flight;
+        the router also counts those in flight as resident)."""
         with self._lock:
-            return self._mask()
+            mask = np.zeros(self.num_experts, bool)
+            mask[[e for e, slot in self._slots.items() if slot.state == _READY]] = True
+            return mask
 
     def resident(self) -> list[int]:
         """Ids of the loaded experts, ascending."""
@@ -314,6 +321,7 @@ class ExpertCache:
                 return slot
             if len(self._slots) < self.capacity:
                 slot = self._slots[expert] = _Slot(prefetched=False)
+                self._held[expert] = True
                 return slot
             victim = self._victim(expert)
             if victim is None:
@@ -337,25 +345,29 @@ class ExpertCache:
         affinity = self.router.affinity()
         return min(candidates, key=lambda e: (affinity[e], slots[e].stamp, e))
 
-    def _load(self, expert: int, slot: _Slot) -> Any:
+    def _load(self, expert: int, slot: _Slot, *, sync: bool = True) -> Any:
         # lock NOT held; the slot is reserved. Returns the weights (marked used).
+        # sync=False: the caller tells the router afterwards (apply does once).
         start = time.perf_counter()
         try:
             weights = self._load_fn(expert)
         except BaseException:
             with self._lock:
                 del self._slots[expert]
+                self._held[expert] = False
                 self._counts["load_failures"] += 1
                 self._load_seconds += time.perf_counter() - start
                 self._changed.notify_all()
-                self._sync_router()
+                if sync:
+                    self._sync_router()  # a victim may have made room for it
             raise
         with self._lock:
             self._load_seconds += time.perf_counter() - start
             self._counts["loads"] += 1
             slot.weights, slot.state = weights, _READY
             self._changed.notify_all()
-            self._sync_router()
+            if sync:
+                self._sync_router()
             return weights if slot.prefetched else self._use(slot)
 
     def _page_in(self, expert: int) -> None:
@@ -366,7 +378,7 @@ class ExpertCache:
                 self._use(slot)  # a prefetch landed in time, or another thread loaded it
                 return
             self._counts["page_ins"] += 1
-        self._load(expert, slot)
+        self._load(expert, slot, sync=False)
 
     def _evict(self, expert: int) -> None:
         # lock held
@@ -377,6 +389,7 @@ class ExpertCache:
     def _drop(self, expert: int) -> None:
         # lock held; the slot is ready
         slot = self._slots.pop(expert)
+        self._held[expert] = False
         self._counts["evictions"] += not self._closed
         self._changed.notify_all()
         if self._release_fn is not None:
@@ -391,6 +404,7 @@ class ExpertCache:
             return
         slot = _Slot(prefetched=True)
         self._slots[expert] = slot
+        self._held[expert] = True
         self._counts["prefetches"] += 1
         self._executor.submit(self._prefetch, expert, slot)
 
@@ -403,13 +417,7 @@ class ExpertCache:
                 self._counts["prefetch_failures"] += 1
                 self.last_prefetch_error = exc
 
-    def _mask(self) -> np.ndarray:
-        # lock held
-        mask = np.zeros(self.num_experts, bool)
-        mask[[e for e, slot in self._slots.items() if slot.state == _READY]] = True
-        return mask
-
     def _sync_router(self) -> None:
         # lock held
         if self.router is not None:
-            self.router.set_resident(self._mask())
+            self.router.set_resident(self._held)

@@ -38,7 +38,7 @@ def compare_metrics(router, ref):
     assert (m.routes, m.tokens, m.hits, m.misses, m.bytes_paged_in, m.evictions, m.prefetches,
             m.prefetches_used, m.rerouted_tokens) == (r["routes"], r["tokens"], r["hits"], r["misses"], r["bytes"],
                                                       r["evictions"], r["prefetches"], r["used"], r["rerouted"])
-    assert m.gate_mass_kept == pytest.approx(r["mass"] / r["tokens"], rel=1e-9)
+    assert m.gate_mass_kept == pytest.approx(r["mass"] / r["tokens"], rel=1e-6)
     assert m.hit_rate == pytest.approx(r["hits"] / (r["hits"] + r["misses"]))
 
 
@@ -134,7 +134,7 @@ def test_bonus_reroutes_to_a_resident_expert_hand_computed():
     m = router.metrics()
     assert m.hits == 1 and m.misses == 0 and m.rerouted_tokens == 1
     # kept/true = softmax(0.9) / softmax(1.0) = e^-0.1
-    assert m.gate_mass_kept == pytest.approx(math.exp(float(F32(0.9)) - 1.0), rel=1e-7)
+    assert m.gate_mass_kept == pytest.approx(math.exp(float(F32(0.9)) - 1.0), rel=1e-6)
     # a bonus too small to overcome the gap keeps the true top-1 and pages it in
     router.configure(cache_bonus=0.05)
     r = router.route(np.array([1.0, 0.9, 0.0, -1.0], F32))
@@ -150,7 +150,7 @@ def test_k2_weights_are_softmax_of_original_logits():
     np.testing.assert_allclose(r.weights, [[1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1))]], rtol=1e-6)
     assert r.page_in.tolist() == [0] and r.evict.tolist() == [3]  # 3 is idle and least recent (never used)
     # true top-2 is {0, 1}: kept mass (e^0 + e^-1) / (e^0 + e^-0.5)
-    assert router.metrics().gate_mass_kept == pytest.approx((1 + math.exp(-1)) / (1 + math.exp(-0.5)), rel=1e-7)
+    assert router.metrics().gate_mass_kept == pytest.approx((1 + math.exp(-1)) / (1 + math.exp(-0.5)), rel=1e-6)
 
 
 def test_paging_plan_hand_built_lru():
