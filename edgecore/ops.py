@@ -5,6 +5,9 @@ chosen at import from the CPU; ``EDGECORE_ISA`` caps the tier) without the
 GIL. Arguments are checked before any pointer is taken: a wrong dtype, shape,
 layout or value raises TypeError / ValueError naming the argument.
 
+``RouterCore`` and ``Routing`` are the compiled core of the memory-aware MoE
+router (``edgecore.moe.MemoryAwareRouter`` builds on them).
+
 The checks live in the Cython module (`_kernels.pyx`) rather than here
 because routing runs per token per layer: a Python-level check costs more
 than the kernel itself. This module is the only one that imports
@@ -15,6 +18,9 @@ from contextlib import contextmanager
 
 from edgecore._kernels import (
     ACTIVATIONS,
+    POLICIES,
+    RouterCore,
+    Routing,
     _use_tier,
     bf16_to_f32,
     capabilities,
@@ -29,6 +35,9 @@ from edgecore._kernels import (
 
 __all__ = [
     "ACTIVATIONS",
+    "POLICIES",
+    "RouterCore",
+    "Routing",
     "bf16_to_f32",
     "capabilities",
     "ema_update",

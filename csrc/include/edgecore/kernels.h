@@ -107,6 +107,82 @@ int64_t ec_route_topk_f32(const float *logits, const float *bonus, size_t t,
 void ec_cvt_bf16_f32(const uint16_t *src, float *dst, size_t n);
 void ec_cvt_f16_f32(const uint16_t *src, float *dst, size_t n);
 
+/* ---- memory-aware MoE router --------------------------------------------- */
+
+/* How the router picks experts to evict when the cache is at capacity. */
+typedef enum {
+    EC_EVICT_LRU = 0,      /* least recently activated */
+    EC_EVICT_LFU = 1,      /* fewest activations, then least recent */
+    EC_EVICT_AFFINITY = 2  /* lowest affinity score, then least recent */
+} ec_evict_policy;
+
+/* Counters since the router was created (or its metrics reset). */
+typedef struct {
+    uint64_t routes;          /* route calls that succeeded */
+    uint64_t tokens;          /* rows routed */
+    uint64_t hits;            /* per call: distinct chosen experts already resident */
+    uint64_t misses;          /* per call: distinct chosen experts not resident (page-ins) */
+    uint64_t bytes_paged_in;  /* misses * expert_bytes at the time of each call */
+    uint64_t evictions;       /* ids listed in `evict` */
+    uint64_t prefetches;      /* ids listed in `prefetch` */
+    uint64_t prefetch_used;   /* prefetched ids activated within the window, before eviction */
+    uint64_t rerouted;        /* tokens whose chosen set differs from the true top-k */
+    double gate_mass_sum;     /* sum over tokens of kept/true-top-k gate mass */
+} ec_router_metrics;
+
+/*
+ * A router's configuration, state and scratch. The owner allocates every
+ * array (n_experts entries unless noted), zero-fills the state, sets the
+ * configuration, then calls ec_router_set_resident once; the router code
+ * itself never allocates. Not synchronised: the owner serialises calls.
+ */
+typedef struct {
+    /* configuration */
+    size_t n_experts, top_k;
+    float cache_bonus;        /* logit-scale bonus for resident experts, >= 0 */
+    int memory_aware;         /* 0: never add the bonus */
+    float decay, boost, max_score; /* affinity EMA (see ec_ema_update_f32) */
+    int64_t capacity;         /* resident experts at most; < 0: unlimited */
+    int policy;               /* ec_evict_policy */
+    size_t prefetch_depth;    /* prefetch suggestions per call at most */
+    uint64_t prefetch_window; /* routes within which a prefetch counts as used */
+    uint64_t expert_bytes;    /* bytes one page-in moves (metrics only) */
+    /* state */
+    float *affinity;
+    float *bonus;             /* cache_bonus where resident, else 0 (derived) */
+    uint64_t *counts;         /* routes that activated the expert */
+    uint64_t *last_used;      /* number of the last route that activated it, 0 = never */
+    uint64_t *prefetched_at;  /* route that suggested it, 0 = no pending prefetch */
+    uint8_t *resident;
+    size_t n_resident;
+    ec_router_metrics metrics;
+    /* scratch: (n_experts + 63) / 64 words each; top_k entries each */
+    uint64_t *active_bits, *paged_bits, *dropped_bits;
+    int32_t *true_ids;
+    float *true_weights;
+} ec_router;
+
+/* Where route writes its paging plan: arrays of n_experts entries, and how
+ * many of each were written. */
+typedef struct {
+    int32_t *page_in, *evict, *prefetch;
+    size_t n_page_in, n_evict, n_prefetch;
+} ec_route_plan;
+
+/*
+ * Route logits [t, n_experts]: top-k with the residency bonus into ids and
+ * weights [t, top_k] (as ec_route_topk_f32), then update affinity, counts
+ * and metrics and write the paging plan (page_in, evict, prefetch), assuming
+ * the plan is carried out (resident := resident + page_in + prefetch - evict).
+ * Returns -1 on success, or the first row whose weights are undefined; in
+ * that case nothing but ids/weights is modified.
+ */
+int64_t ec_router_route_f32(ec_router *r, const float *logits, size_t t, int32_t *ids,
+                            float *weights, ec_route_plan *plan);
+
+/* Replace the resident mask (nonzero = resident) and the derived bonus. */
+void ec_router_set_resident(ec_router *r, const uint8_t *mask);
+
 #ifdef __cplusplus
 }
 #endif
