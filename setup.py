@@ -19,7 +19,6 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError
 
-
 # -ffp-contract=off: a multiply and an add stay two roundings unless the
 # source asks for an FMA, so the scalar reference means the same thing on
 # every architecture and compiler.
