@@ -35,7 +35,8 @@ def run(args) -> int:
         prompt = sys.stdin.read()
     if not prompt:
         raise CliError("the prompt is empty")
-    engine_opts = {k: opts.get(k) for k in ("memory_budget", "threads", "context", "step_tokens")}
+    engine_opts = {k: opts.get(k) for k in ("memory_budget", "threads", "context", "step_tokens", "expert_capacity")}
+    engine_opts.update({k: opts[k] for k in ("expert_policy", "cache_bonus") if k in opts})
     try:
         engine = Engine(opts.get("model"), strategy=opts.get("strategy", "auto"), **engine_opts)
     except (ModelError, SafetensorsError, BudgetTooSmall, MemoryBudgetError, ValueError, OSError) as exc:
@@ -62,7 +63,8 @@ def run(args) -> int:
             print(json.dumps({"model": str(engine.model.dir), "prompt": prompt, "text": result.text,
                               "tokens": result.tokens, "stats": s.as_dict(),
                               "plan": {"strategy": engine.plan.strategy, "groups": engine.plan.describe(),
-                                       "predicted_peak_bytes": engine.plan.peak_bytes}}, indent=2))
+                                       "predicted_peak_bytes": engine.plan.peak_bytes,
+                                       "expert_capacity": engine.plan.expert_capacity or None}}, indent=2))
             return 0
         if not streaming:
             print(" ".join(map(str, result.tokens)))
@@ -73,4 +75,9 @@ def run(args) -> int:
               f"{s.new_tokens} new tokens, decode {speed} | peak RSS {peak} (budget {budget}, "
               f"{s.strategy}, {s.groups} group{'s' if s.groups != 1 else ''}) | stop: {s.finish_reason}",
               file=sys.stderr)
+        if s.experts is not None:
+            x = s.experts
+            hits = f"{x.hit_rate:.0%}" if x.hit_rate is not None else "n/a"
+            print(f"[experts] cache {x.capacity}/{engine.spec.num_experts} per layer | hit rate {hits} | "
+                  f"{x.loads} loads ({format_size(x.bytes_loaded)}, {x.load_ms:.1f} ms)", file=sys.stderr)
     return 0

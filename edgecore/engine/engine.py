@@ -25,12 +25,14 @@ import numpy as np
 
 from edgecore import ops
 from edgecore.engine import layers as L
+from edgecore.engine.experts import ExpertLayers, ExpertStats
 from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
 from edgecore.models import Model, ModelError
-from edgecore.planner import CostModel, Plan, device_rates, make_plan
+from edgecore.moe import POLICIES
+from edgecore.planner import CostModel, Plan, device_rates, plan_model
 
 DEFAULT_CONTEXT = 2048
 DEFAULT_STEP_TOKENS = 256
@@ -50,6 +52,7 @@ class GenerationStats:
     strategy: str
     groups: int
     budget: int | None
+    experts: ExpertStats | None = None  # MoE with expert caches: hits, loads, bytes during the call
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,23 +78,31 @@ class Engine:
     (default: the model's maximum, at most 2048). step_tokens: the most
     tokens one forward step processes (longer prompts are prefilled in
     chunks; bounds activation memory).
+
+    MoE models whose experts do not all fit keep C experts per layer in an
+    expert cache (C chosen by the planner, or expert_capacity). expert_policy:
+    which expert a full cache evicts (lru, lfu, affinity). cache_bonus: a
+    logit bonus for experts already in memory (0, the default, routes
+    exactly as the model does; > 0 trades fidelity for fewer loads).
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
                  strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
-                 step_tokens: int | None = None):
+                 step_tokens: int | None = None, expert_capacity: int | None = None, expert_policy: str = "lru",
+                 cache_bonus: float = 0.0):
         if threads is not None:
             ops.set_num_threads(threads)
         budget = None if memory_budget is None else parse_size(memory_budget)
         self.model = Model(model_dir)
         try:
-            self._setup(budget, strategy, context, step_tokens)
+            self._setup(budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, budget, strategy, context, step_tokens) -> None:
+    def _setup(self, budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus) -> None:
         spec = self.model.spec
+        _check_expert_options(spec, expert_capacity, expert_policy, cache_bonus)
         self.spec = spec
         self.tokenizer = self.model.tokenizer
         self.context = _positive("context", context, min(spec.max_positions, DEFAULT_CONTEXT))
@@ -107,12 +118,21 @@ class Engine:
         if strategy == "auto" and budget is not None and graph.total_weight_bytes(self.step_tokens) + \
                 graph.kv_bytes_per_token * self.context > budget:
             cost = CostModel(device_rates())  # only needed when the strategies differ
-        self.plan: Plan = make_plan(graph, budget, context_tokens=self.context, step_tokens=self.step_tokens,
-                                    strategy=strategy, all_logits=False, cost_model=cost)
+        self.plan: Plan = plan_model(graph, budget, expert_capacity=expert_capacity, context_tokens=self.context,
+                                     step_tokens=self.step_tokens, strategy=strategy, all_logits=False,
+                                     cost_model=cost)
         self.pool = MemoryPool(budget)
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")
-        self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool)
+        self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool,
+                                     experts_cached=bool(self.plan.expert_capacity))
+        self.experts: ExpertLayers | None = None
+        if self.plan.expert_capacity:
+            self.experts = ExpertLayers(
+                self.runtime, [i for i, layer in enumerate(graph.layers) if layer.num_experts],
+                num_experts=spec.num_experts, top_k=spec.experts_per_token, intermediate=spec.intermediate_size,
+                expert_bytes=graph.expert_bytes, capacity=self.plan.expert_capacity, policy=expert_policy,
+                cache_bonus=cache_bonus)
         kv_shape = (spec.num_kv_heads, self.context, spec.head_dim)
         blocks = [layer.index for layer in graph.layers if layer.kind == "block"]
         self._kv = [(self.pool.allocate(kv_shape, label=f"kv.{i}.k"), self.pool.allocate(kv_shape, label=f"kv.{i}.v"))
@@ -171,6 +191,7 @@ class Engine:
         decoder = self.tokenizer.stream() if self.tokenizer else None
         exact_peak = reset_peak_rss()
         loaded_before = self.runtime.bytes_loaded
+        experts_before = self.experts.snapshot() if self.experts else None
 
         t0 = time.perf_counter()
         logits = None
@@ -215,7 +236,8 @@ class Engine:
             decode_tokens_per_s=steps / t_decode if steps and t_decode > 0 else None,
             peak_rss_bytes=footprint.peak_rss, peak_rss_is_call_peak=bool(exact_peak),
             weight_bytes_loaded=self.runtime.bytes_loaded - loaded_before, finish_reason=finish,
-            strategy=self.plan.strategy, groups=len(self.plan.groups), budget=self.plan.budget)
+            strategy=self.plan.strategy, groups=len(self.plan.groups), budget=self.plan.budget,
+            experts=self.experts.stats_since(experts_before) if self.experts else None)
         return GenerationResult(new, text if decoder else None, stats, ids)
 
     def close(self) -> None:
@@ -223,6 +245,8 @@ class Engine:
         if runtime is not None:
             for future in getattr(self, "_pending", {}).values():
                 future.exception()
+            if getattr(self, "experts", None) is not None:
+                self.experts.close()
             runtime.close()
         for k, v in getattr(self, "_kv", []):
             k.release()
@@ -274,7 +298,7 @@ class Engine:
                 if layer.kind == "embed":
                     x = self._embed(ids, pos)
                 elif layer.kind == "block":
-                    x = self._block(rt.layer_weights(li), x, layer.index, pos)
+                    x = self._block(rt.layer_weights(li), x, li, layer.index, pos)
                 else:
                     w = rt.layer_weights(li)
                     if logits_out is None:
@@ -293,11 +317,16 @@ class Engine:
             x += self.runtime.gather_rows(lay["wpe"].name, np.arange(pos, pos + len(ids)))
         return x
 
-    def _block(self, w: dict, x: np.ndarray, index: int, pos: int) -> np.ndarray:
+    def _block(self, w: dict, x: np.ndarray, li: int, index: int, pos: int) -> np.ndarray:
+        """li: the layer's index in the graph; index: its block number."""
         if self.spec.family == "gpt2":
             return L.gpt2_block(self.spec, w, x, self.cache, index, pos)
         if self.spec.is_moe:
-            return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos)
+            if self.experts is None:
+                return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos)
+            ex = self.experts
+            return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos,
+                                 experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
         return L.llama_block(self.spec, w, self.rope, x, self.cache, index, pos)
 
     def _acquire_group(self, gi: int) -> None:
@@ -313,6 +342,16 @@ class Engine:
             del self._pending[gi]
             future.result()
             self.runtime.unload_layers(self.plan.groups[gi].layers)
+
+
+def _check_expert_options(spec, capacity, policy, cache_bonus) -> None:
+    if policy not in POLICIES:
+        raise ValueError(f"expert_policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    if isinstance(cache_bonus, bool) or not isinstance(cache_bonus, (int, float)) or not 0 <= cache_bonus < float("inf"):
+        raise ValueError(f"cache_bonus must be a finite number >= 0, got {cache_bonus!r}")
+    if not spec.is_moe and (capacity is not None or cache_bonus):
+        raise ValueError("expert_capacity and cache_bonus apply to mixture-of-experts models; "
+                         f"this model ({spec.family}) is dense")
 
 
 def _positive(name: str, value, default: int) -> int:

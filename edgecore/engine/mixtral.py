@@ -25,12 +25,13 @@ def expert_weights(w: dict, expert: int, intermediate: int) -> tuple[np.ndarray,
     return e["w1"], e["w3"], e["w2"]
 
 
-def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None) -> tuple[np.ndarray, np.ndarray]:
+def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -> tuple[np.ndarray, np.ndarray]:
     """Sparse MLP of h [T, d]. `experts(e)` returns an expert's (gate, up,
-    down) weights (default: from w, all resident). Returns (out [T, d],
+    down) weights (default: from w, all resident); `route(logits)` returns
+    (ids, weights) [T, k] (default: plain top-k). Returns (out [T, d],
     router logits [T, E])."""
     logits = ops.fused_linear(h, w["moe.gate.weight"])
-    ids, weights = ops.route_topk(logits, spec.experts_per_token)
+    ids, weights = route(logits) if route else ops.route_topk(logits, spec.experts_per_token)
     get = experts or (lambda e: expert_weights(w, e, spec.intermediate_size))
     out = np.zeros_like(h)
     for e in np.unique(ids):
@@ -43,9 +44,9 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None) -> tuple[np.n
 
 
 def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int, pos: int,
-                  experts=None) -> np.ndarray:
+                  experts=None, route=None) -> np.ndarray:
     x = llama_attention(spec, w, rope, x, cache, layer, pos)
     h = rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps)
-    out, _ = moe_mlp(spec, w, h, experts)
+    out, _ = moe_mlp(spec, w, h, experts, route)
     x += out
     return x

@@ -25,6 +25,9 @@ import numpy as np
 from edgecore import ops
 from edgecore.memory import MemoryPool
 from edgecore.models.layout import LayerLayout
+from edgecore.weights import to_float32
+
+EXPERT_ROLES = ("moe.gate_up", "moe.down")  # fused expert tensors
 
 
 class _Loaded:
@@ -35,10 +38,13 @@ class _Loaded:
 
 
 class WeightRuntime:
-    def __init__(self, weights, layouts: list[LayerLayout], pool: MemoryPool):
+    def __init__(self, weights, layouts: list[LayerLayout], pool: MemoryPool, *, experts_cached: bool = False):
+        """experts_cached: MoE experts are not part of their layer's load;
+        an expert cache brings them in one at a time (load_expert)."""
         self.weights = weights
         self.layouts = layouts
         self.pool = pool
+        self.experts_cached = experts_cached
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
@@ -111,10 +117,16 @@ class WeightRuntime:
 
     # ---- layers and groups ---------------------------------------------------
 
+    def _roles(self, layer: int) -> dict:
+        tensors = self.layouts[layer].tensors
+        if self.experts_cached:
+            return {role: t for role, t in tensors.items() if role not in EXPERT_ROLES}
+        return tensors
+
     def layer_names(self, layer: int) -> list[str]:
-        layout = self.layouts[layer]
-        names = [t.name for t in layout.tensors.values()]
-        names += [t.name for expert in layout.experts for t in expert.values()]
+        names = [t.name for t in self._roles(layer).values()]
+        if not self.experts_cached:
+            names += [t.name for expert in self.layouts[layer].experts for t in expert.values()]
         return names
 
     def load_layers(self, layers: list[int]) -> None:
@@ -142,10 +154,43 @@ class WeightRuntime:
         """role -> array for a loaded layer (experts under 'experts')."""
         layout = self.layouts[layer]
         with self._lock:
-            w = {role: self._loaded[t.name].array for role, t in layout.tensors.items()}
-            if layout.experts:
+            w = {role: self._loaded[t.name].array for role, t in self._roles(layer).items()}
+            if layout.experts and not self.experts_cached:
                 w["experts"] = [{r: self._loaded[t.name].array for r, t in ex.items()} for ex in layout.experts]
         return w
+
+    def load_expert(self, layer: int, expert: int, intermediate: int):
+        """One expert's (gate, up, down) as float32 copies in pool buffers,
+        for an expert cache. The mapped source pages are dropped right after
+        copying: experts are never used in place, because the kernel maps
+        file pages in large folios and a single expert's range would drag its
+        neighbours into this process. Returns (weights, guards)."""
+        layout = self.layouts[layer]
+        if layout.experts:
+            names = {r: layout.experts[expert][w].name for r, w in (("gate", "w1"), ("up", "w3"), ("down", "w2"))}
+            sources = {r: self.weights[n] for r, n in names.items()}
+        else:
+            names = {"gate": layout.tensors["moe.gate_up"].name, "down": layout.tensors["moe.down"].name}
+            gate_up = self.weights[names["gate"]][expert]
+            sources = {"gate": gate_up[:intermediate], "up": gate_up[intermediate:],
+                       "down": self.weights[names["down"]][expert]}
+            names["up"] = names["gate"]
+        guards = []
+        try:
+            for role in ("gate", "up", "down"):
+                src = sources[role]
+                guard = self.pool.allocate(src.shape, np.float32, label=f"{layout.name}.expert{expert}.{role}")
+                guards.append(guard)
+                to_float32(src, dtype=self.weights.info(names[role]).dtype, out=guard.array)
+        except BaseException:
+            for guard in guards:
+                guard.release()
+            raise
+        finally:
+            del sources
+            for name in set(names.values()):
+                self.weights.drop(name)
+        return tuple(g.array for g in guards), guards
 
     def prefetch_layers(self, layers: list[int]) -> Future:
         """Load on the background thread; the Future's result() re-raises."""

@@ -39,6 +39,7 @@ class LayerCost:
     expert_bytes: int = 0  # MoE: float32 bytes of one expert (0 for dense layers)
     num_experts: int = 0
     row_bytes_per_token: int = 0  # embed: page-rounded bytes gathered per token
+    experts_cached: bool = False  # MoE: experts live in an expert cache, not in weight_bytes
 
     def resident_bytes(self, tokens: int) -> int:
         """Bytes that must be resident to run this layer on `tokens` tokens."""
@@ -48,10 +49,28 @@ class LayerCost:
 
 
 class LayerGraph:
-    def __init__(self, spec: ModelSpec, layouts: list[LayerLayout], dtypes: dict[str, str]):
+    def __init__(self, spec: ModelSpec, layouts: list[LayerLayout], dtypes: dict[str, str],
+                 experts_cached: bool = False):
+        """experts_cached: cost MoE blocks without their experts (an expert
+        cache holds those under its own share of the budget); copying one
+        expert out of the mapped file then counts as conversion scratch."""
         self.spec = spec
         self.layouts = layouts
-        self.layers = [_layer_cost(spec, lay, dtypes) for lay in layouts]
+        self.dtypes = dtypes
+        self.experts_cached = experts_cached
+        self.layers = [_layer_cost(spec, lay, dtypes, experts_cached) for lay in layouts]
+
+    def with_experts_cached(self) -> LayerGraph:
+        return LayerGraph(self.spec, self.layouts, self.dtypes, experts_cached=True)
+
+    @property
+    def moe_layers(self) -> int:
+        return sum(1 for layer in self.layers if layer.num_experts)
+
+    @property
+    def expert_bytes(self) -> int:
+        """float32 bytes of one expert (0 for a dense model)."""
+        return max((layer.expert_bytes for layer in self.layers), default=0)
 
     def total_weight_bytes(self, tokens: int = 1) -> int:
         """Resident bytes to hold every layer at once (tied tensors once)."""
@@ -85,7 +104,7 @@ class LayerGraph:
         return max(self.activation_bytes(layer, tokens, context, all_logits) for layer in self.layers)
 
 
-def _layer_cost(spec: ModelSpec, layout: LayerLayout, dtypes: dict[str, str]) -> LayerCost:
+def _layer_cost(spec: ModelSpec, layout: LayerLayout, dtypes: dict[str, str], experts_cached: bool) -> LayerCost:
     def tensor_bytes(ts) -> tuple[int, int, int]:
         """(resident float32 bytes, file bytes, largest reduced-precision tensor)."""
         resident = file = scratch = 0
@@ -107,14 +126,18 @@ def _layer_cost(spec: ModelSpec, layout: LayerLayout, dtypes: dict[str, str]) ->
         full, file, _ = tensor_bytes(tensors)
         return LayerCost(layout.name, "embed", -1, full, file, 0, 0, 0,
                          row_bytes_per_token=len(tensors) * row_pages * PAGE)
-    resident, file, scratch = tensor_bytes(tensors)
+    fused = [t for role, t in layout.tensors.items() if role in ("moe.gate_up", "moe.down")]
+    dense = [t for role, t in layout.tensors.items() if role not in ("moe.gate_up", "moe.down")]
+    resident, file, scratch = tensor_bytes(dense)
     expert_bytes = 0
-    if layout.experts:
-        e_res, e_file, e_scratch = tensor_bytes([t for ex in layout.experts for t in ex.values()])
-        resident, file, scratch = resident + e_res, file + e_file, max(scratch, e_scratch)
-        expert_bytes = e_res // len(layout.experts)
-    elif spec.is_moe and layout.kind == "block":  # fused layout: experts live in two stacked tensors
-        expert_bytes = 3 * spec.intermediate_size * spec.hidden_size * F32
+    if layout.experts or fused:
+        e_res, e_file, e_scratch = tensor_bytes(fused or [t for ex in layout.experts for t in ex.values()])
+        n_experts = spec.num_experts
+        expert_bytes = e_res // n_experts
+        if experts_cached:  # one expert's source pages are mapped while it is copied out
+            scratch = max(scratch, e_file // n_experts)
+        else:
+            resident, file, scratch = resident + e_res, file + e_file, max(scratch, e_scratch)
     kv = 2 * spec.kv_dim * F32 if layout.kind == "block" else 0
     d = spec.hidden_size
     if layout.kind == "head":
@@ -127,4 +150,5 @@ def _layer_cost(spec: ModelSpec, layout: LayerLayout, dtypes: dict[str, str]) ->
             ffn = ffn * spec.experts_per_token + spec.num_experts * d
         macs = attn + ffn
     return LayerCost(layout.name, layout.kind, layout.index, resident, file, scratch, kv, macs,
-                     expert_bytes, spec.num_experts if layout.kind == "block" else 0)
+                     expert_bytes, spec.num_experts if expert_bytes else 0,
+                     experts_cached=experts_cached and bool(expert_bytes))

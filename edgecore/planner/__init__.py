@@ -2,6 +2,7 @@
 that picks a strategy (see cost.py)."""
 
 from edgecore.planner.cost import CostModel, DeviceRates, device_rates
+from edgecore.planner.experts import expected_traffic, plan_model, plan_with_expert_cache
 from edgecore.planner.plan import (
            STRATEGIES,
            BudgetTooSmall,
@@ -13,4 +14,4 @@ from edgecore.planner.plan import (
 )
 
 __all__ = ["STRATEGIES", "BudgetTooSmall", "CostModel", "DeviceRates", "Group", "Plan", "PlanError",
-           "device_rates", "make_plan", "minimum_budget"]
+           "device_rates", "expected_traffic", "make_plan", "minimum_budget", "plan_model", "plan_with_expert_cache"]

@@ -50,9 +50,9 @@ class CostModel:
             return 0.0
         active = cost.weight_bytes
         if cost.num_experts and cost.expert_bytes:  # only the routed experts are read
-            per_token = graph.spec.experts_per_token * cost.expert_bytes
-            active = cost.weight_bytes - cost.num_experts * cost.expert_bytes + min(
-                cost.num_experts * cost.expert_bytes, tokens * per_token)
+            all_experts = cost.num_experts * cost.expert_bytes
+            routed = min(all_experts, tokens * graph.spec.experts_per_token * cost.expert_bytes)
+            active = cost.weight_bytes + routed - (0 if cost.experts_cached else all_experts)
         return max(cost.macs_per_token * tokens / self.rates.macs_per_s, active / self.rates.stream_bytes_per_s)
 
     def load_seconds(self, graph: LayerGraph, layer: int, tokens: int) -> float:

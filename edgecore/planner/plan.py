@@ -58,6 +58,8 @@ class Plan:
     scratch_bytes: int
     layer_names: list[str] = field(repr=False)
     predicted_step_s: float | None = None  # decode step, from the cost model
+    expert_capacity: int = 0  # MoE with an expert cache: experts each MoE layer's cache holds (planner/experts.py)
+    expert_cache_bytes: int = 0  # what those caches hold at most, all layers
 
     @property
     def pinned_bytes(self) -> int:
@@ -79,7 +81,7 @@ class Plan:
 
     @property
     def fixed_bytes(self) -> int:
-        return self.kv_bytes + self.activation_bytes + self.scratch_bytes
+        return self.kv_bytes + self.activation_bytes + self.scratch_bytes + self.expert_cache_bytes
 
     @property
     def peak_bytes(self) -> int:
