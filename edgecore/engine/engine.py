@@ -347,7 +347,8 @@ class Engine:
 def _check_expert_options(spec, capacity, policy, cache_bonus) -> None:
     if policy not in POLICIES:
         raise ValueError(f"expert_policy must be one of {', '.join(POLICIES)}; got {policy!r}")
-    if isinstance(cache_bonus, bool) or not isinstance(cache_bonus, (int, float)) or not 0 <= cache_bonus < float("inf"):
+    numeric = isinstance(cache_bonus, (int, float)) and not isinstance(cache_bonus, bool)
+    if not numeric or not 0 <= cache_bonus < float("inf"):
         raise ValueError(f"cache_bonus must be a finite number >= 0, got {cache_bonus!r}")
     if not spec.is_moe and (capacity is not None or cache_bonus):
         raise ValueError("expert_capacity and cache_bonus apply to mixture-of-experts models; "

@@ -76,7 +76,7 @@ class ExpertLayers:
 
     def stats_since(self, before: tuple) -> ExpertStats:
         now = self.snapshot()
-        requests, hits, loads, nbytes, seconds, tokens, mass = (a - b for a, b in zip(now, before))
+        requests, hits, loads, nbytes, seconds, tokens, mass = (a - b for a, b in zip(now, before, strict=True))
         return ExpertStats(capacity=self.capacity, requests=requests, hits=hits, loads=loads, bytes_loaded=nbytes,
                            load_ms=seconds * 1e3, hit_rate=hits / requests if requests else None,
                            gate_mass_kept=mass / tokens if tokens else None)
