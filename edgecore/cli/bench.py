@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from edgecore._child import python_command
 from edgecore.cli import CliError
 from edgecore.cli.table import render
 
@@ -51,7 +52,7 @@ def run(args) -> int:
         job = {"model": args.model, "budget": budget, "strategy": strategy, "prompt_tokens": args.prompt_tokens,
                "new_tokens": args.new_tokens, "threads": args.threads, "context": args.context,
                "step_tokens": args.step_tokens}
-        done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], capture_output=True, text=True)
+        done = subprocess.run(python_command(WORKER, json.dumps(job)), capture_output=True, text=True)
         try:
             result = json.loads(done.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):

@@ -18,7 +18,6 @@ import mmap
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecore import __version__, ops
+from edgecore._child import python_command
 from edgecore.models.graph import LayerGraph
 
 
@@ -118,7 +118,7 @@ def _measure_in_child() -> DeviceRates:
             "print(json.dumps(dataclasses.asdict(measure_rates())))")
     env = {**os.environ, "EDGECORE_NUM_THREADS": str(ops.get_num_threads()),
            "EDGECORE_ISA": ops.capabilities()["active"]}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(python_command(code), env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"device calibration failed: {done.stderr.strip()[-2000:]}")
     return DeviceRates(**json.loads(done.stdout.strip().splitlines()[-1]))

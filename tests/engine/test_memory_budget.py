@@ -12,7 +12,6 @@ growth, and the no-budget run shows the same model needs ~3x more.
 
 import json
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -21,6 +20,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from support.models import build  # noqa: E402
+
+from edgecore._child import python_command  # noqa: E402
 
 ALLOWANCE = 6 << 20
 
@@ -58,7 +59,7 @@ def big_model(tmp_path_factory):
 
 
 def run(path, budget, strategy):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(path), str(budget), strategy],
+    done = subprocess.run(python_command(SCRIPT, str(path), str(budget), strategy),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,7 +3,6 @@ callers, fork safety, and the environment knobs (read in fresh processes)."""
 
 import os
 import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 import edgecore
 from edgecore import ops
+from edgecore._child import python_command
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_small_calls_stay_on_one_thread_by_measurement(threads):
 def run_python(code, **env):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECORE_")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(python_command(code), env=full_env, capture_output=True, text=True, timeout=120)
 
 
 def test_env_num_threads():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
+from edgecore._child import python_command
 from edgecore.memory import read_status, reset_peak_rss, sample_footprint
 from edgecore.weights import load_safetensors, save_safetensors
 
@@ -71,7 +71,7 @@ def test_reset_peak_rss_measures_a_phase():
         after = sample_footprint()
         print(json.dumps([before, peak, ok, after.rss, after.peak_rss]))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(python_command(code), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     before, peak, ok, rss, after_peak = json.loads(out.stdout)
     assert peak >= before + 60 * MiB

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from edgecore._child import python_command
 from edgecore.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -81,7 +81,8 @@ def test_user_errors_are_one_line(capsys, args, fragment):
 
 
 def test_live_machine_via_the_command():
-    result = subprocess.run([sys.executable, "-m", "edgecore", "status", "--json"], capture_output=True,
+    result = subprocess.run(python_command("from edgecore.cli import main; sys.exit(main())", "status", "--json"),
+                            capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
