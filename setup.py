@@ -66,6 +66,8 @@ TIERS = {
 
 COMMON_SOURCES = sorted(glob.glob("csrc/common/*.c")) + sorted(glob.glob("csrc/scalar/*.c"))
 INCLUDE_DIRS = ["csrc/include", "csrc", numpy.get_include()]
+# every kernel source and header: a change to any of them relinks the module
+ALL_CSRC = sorted(glob.glob("csrc/**/*.[ch]", recursive=True))
 
 
 class BuildKernels(build_ext):
@@ -99,7 +101,7 @@ class BuildKernels(build_ext):
                     output_dir=self.build_temp,
                     include_dirs=INCLUDE_DIRS,
                     extra_postargs=COMMON_FLAGS + TIERS[name]["flags"],
-                    depends=glob.glob("csrc/**/*.h", recursive=True),
+                    depends=ALL_CSRC,
                 )
                 ext.define_macros.append((f"EC_BUILD_{name.upper()}", "1"))
             ext.extra_objects = objects + list(ext.extra_objects or [])
@@ -114,7 +116,7 @@ kernels = Extension(
     extra_compile_args=COMMON_FLAGS,
     extra_link_args=["-pthread"],
     libraries=["m"],
-    depends=glob.glob("csrc/**/*.h", recursive=True),
+    depends=ALL_CSRC,
 )
 
 setup(

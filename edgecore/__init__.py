@@ -15,6 +15,12 @@ _EXPORTS = {
     "set_num_threads": "edgecore.ops",
     "get_num_threads": "edgecore.ops",
     "thread_calibration": "edgecore.ops",
+    "Engine": "edgecore.engine",
+    "load_safetensors": "edgecore.weights",
+    "SafetensorsError": "edgecore.weights",
+    "MemoryPool": "edgecore.memory",
+    "MemoryBudgetError": "edgecore.memory",
+    "parse_size": "edgecore.memory",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -174,6 +174,11 @@ static void register_atfork(void) {
 static pthread_mutex_t calib_lock = PTHREAD_MUTEX_INITIALIZER;
 static ec_thread_calibration calib;
 static int calib_tier = -1, calib_threads = -1;
+/* Lock-free fast path for the per-call decision: the (tier, threads) key the
+ * threshold was measured for, and the threshold itself. Routing calls are
+ * ~100 ns of work; a mutex per call would be a measurable share of it. */
+static atomic_int fast_key = -1;
+static _Atomic double fast_min_macs;
 
 int ec_get_num_threads(void) { return atomic_load(&requested_threads); }
 
@@ -235,6 +240,8 @@ static void calibrate_locked(int threads) {
     calib.calibrated = 1;
     calib_tier = ec_active_tier();
     calib_threads = threads;
+    atomic_store(&fast_min_macs, calib.min_parallel_macs);
+    atomic_store(&fast_key, calib_tier * (EC_MAX_THREADS + 1) + threads);
 }
 
 static void ensure_calibrated(int threads) {
@@ -247,8 +254,9 @@ static void ensure_calibrated(int threads) {
 int ec_threads_for_work(double macs) {
     const int threads = ec_get_num_threads();
     if (threads <= 1) return 1;
-    ensure_calibrated(threads);
-    return macs >= calib.min_parallel_macs ? threads : 1;
+    if (atomic_load(&fast_key) != ec_active_tier() * (EC_MAX_THREADS + 1) + threads)
+        ensure_calibrated(threads);
+    return macs >= atomic_load(&fast_min_macs) ? threads : 1;
 }
 
 ec_thread_calibration ec_thread_calibration_get(void) {

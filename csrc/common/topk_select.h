@@ -14,6 +14,9 @@
 #include <math.h>
 #include <stdint.h>
 
+/* Rows up to this many experts may be copied to the stack by SIMD tiers. */
+#define EC_TOPK_PASS_MAX_E 1024
+
 static inline void ec_topk_reset(float *vals, int32_t *ids, size_t k) {
     for (size_t j = 0; j < k; j++) {
         vals[j] = -INFINITY;

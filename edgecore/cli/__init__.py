@@ -14,7 +14,15 @@ from importlib import import_module
 from edgecore import __version__
 
 # subcommand -> module in edgecore.cli that registers it
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "inspect": "inspect",
+    "bench": "bench",
+    "status": "status",
+    "replay": "replay",
+    "gate": "gate",
+    "mirror-gate": "mirror_gate",
+}
 
 
 class CliError(Exception):

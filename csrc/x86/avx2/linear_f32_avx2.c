@@ -46,6 +46,11 @@ EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t co
     }
 }
 
+static __attribute__((noinline)) void store_cols_out(const ec_linear_args *a, size_t m, size_t n, size_t count,
+                                                     __m256 v, int first, int last) {
+    store_cols(a, m, n, count, v, first, last);
+}
+
 /* [sum(a0), sum(a1), sum(a2), sum(a3)] in the low half, zeros above. Each
  * sum is ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), the same order as reduce8. */
 EC_INLINE __m256 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -107,12 +112,6 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
 static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
     const size_t kc = (M > 3 && K > KC) ? KC : K;
-    if (K == 0) { /* empty sum: y = act(bias) */
-        for (size_t m = 0; m < M; m++)
-            for (size_t n = n0; n < n1; n += 8)
-                store_cols(a, m, n, n1 - n < 8 ? n1 - n : 8, _mm256_setzero_ps(), 1, 1);
-        return;
-    }
     for (size_t nb = n0; nb < n1; nb += 8) {
         const size_t valid = n1 - nb < 8 ? n1 - nb : 8;
         for (size_t k0 = 0; k0 < K; k0 += kc) {
@@ -133,71 +132,217 @@ static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     }
 }
 
-/*
- * Broadcast tile for [K, N] weights: rows [m0, m0+MR) x columns
- * [n, n + 8*NV) (only `valid` of them exist) over k in [k0, k0+kc).
+/* ---- [K, N] weights, M <= 4: stream weight rows ----------------------------
+ *
+ * Each pass applies ROW_KU consecutive weight rows to a chunk of output
+ * columns of every x row: the weights are read strictly in file
+ * order (decode streams them once, at memory speed), and the partial sums
+ * live in y, a few KiB that stay in L1.
  */
-EC_INLINE void bcast_tile(const ec_linear_args *a, size_t m0, size_t n, size_t valid, size_t k0,
-                          size_t kc, int first, int last, const int MR, const int NV) {
-    const size_t K = a->k, N = a->n;
-    const float *xr = a->x + m0 * K + k0;
-    const float *wp = a->w + k0 * N + n;
-    __m256 acc[4][12];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) acc[i][j] = _mm256_setzero_ps();
+#define ROW_Y_BYTES 16384
+#define ROW_KU 4
 
-    if (valid >= (size_t)(8 * NV)) {
-        for (size_t k = 0; k < kc; k++, wp += N) {
-            for (int j = 0; j < NV; j++) {
-                const __m256 wv = _mm256_loadu_ps(wp + 8 * j);
-                for (int i = 0; i < MR; i++)
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr + i * K + k), wv, acc[i][j]);
+EC_INLINE void rows_pass(const ec_linear_args *a, size_t nb, size_t ne, size_t k, int first, int last,
+                         const int MR, const int KU) {
+    const size_t N = a->n, K = a->k;
+    const float *w = a->w + k * N;
+    __m256 xb[4][ROW_KU];
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < KU; u++) xb[m][u] = _mm256_set1_ps(a->x[m * K + k + u]);
+    size_t v = nb;
+    for (; v + 8 <= ne; v += 8) {
+        __m256 wv[ROW_KU];
+        for (int u = 0; u < KU; u++) wv[u] = _mm256_loadu_ps(w + u * N + v);
+        for (int m = 0; m < MR; m++) {
+            float *yp = a->y + m * N + v;
+            __m256 acc = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yp);
+            for (int u = 0; u < KU; u++) acc = _mm256_fmadd_ps(xb[m][u], wv[u], acc);
+            if (last) {
+                if (a->bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(a->bias + v));
+                acc = ec_activate_avx2(acc, a->act);
             }
-        }
-    } else {
-        __m256i mask[12];
-        for (int j = 0; j < NV; j++)
-            mask[j] = ec_mask_avx2(valid > (size_t)(8 * j) ? valid - 8 * j : 0);
-        for (size_t k = 0; k < kc; k++, wp += N) {
-            for (int j = 0; j < NV; j++) {
-                const __m256 wv = _mm256_maskload_ps(wp + 8 * j, mask[j]);
-                for (int i = 0; i < MR; i++)
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr + i * K + k), wv, acc[i][j]);
-            }
+            _mm256_storeu_ps(yp, acc);
         }
     }
-    for (int j = 0; j < NV; j++) {
-        if ((size_t)(8 * j) >= valid) break;
-        const size_t count = valid - 8 * j < 8 ? valid - 8 * j : 8;
-        for (int i = 0; i < MR; i++) store_cols(a, m0 + i, n + 8 * j, count, acc[i][j], first, last);
+    if (v < ne) {
+        const __m256i mask = ec_mask_avx2(ne - v);
+        __m256 wv[ROW_KU];
+        for (int u = 0; u < KU; u++) wv[u] = _mm256_maskload_ps(w + u * N + v, mask);
+        for (int m = 0; m < MR; m++) {
+            float *yp = a->y + m * N + v;
+            __m256 acc = first ? _mm256_setzero_ps() : _mm256_maskload_ps(yp, mask);
+            for (int u = 0; u < KU; u++) acc = _mm256_fmadd_ps(xb[m][u], wv[u], acc);
+            if (last) {
+                if (a->bias) acc = _mm256_add_ps(acc, _mm256_maskload_ps(a->bias + v, mask));
+                acc = ec_activate_avx2(acc, a->act);
+            }
+            _mm256_maskstore_ps(yp, mask, acc);
+        }
     }
 }
 
-/* Column block: every tile width (96, 48, 24) divides it. */
-#define T_NBLK 96
+EC_INLINE void rows_chunk(const ec_linear_args *a, size_t nb, size_t ne, const int MR) {
+    const size_t K = a->k;
+    size_t k = 0;
+    for (; k + ROW_KU <= K; k += ROW_KU) rows_pass(a, nb, ne, k, k == 0, k + ROW_KU == K, MR, ROW_KU);
+    for (; k < K; k++) rows_pass(a, nb, ne, k, k == 0, k + 1 == K, MR, 1);
+}
 
-static void linear_t(const ec_linear_args *a, size_t n0, size_t n1) {
+static void linear_t_rows(const ec_linear_args *a, size_t n0, size_t n1) {
+    /* as many columns per chunk as keep M rows of partial sums in 16 KiB of
+     * L1: long contiguous runs of each weight row */
+    const size_t chunk = ROW_Y_BYTES / (sizeof(float) * a->m) / 8 * 8;
+    for (size_t nb = n0; nb < n1; nb += chunk) {
+        const size_t ne = n1 - nb < chunk ? n1 : nb + chunk;
+        switch (a->m) {
+        case 1: rows_chunk(a, nb, ne, 1); break;
+        case 2: rows_chunk(a, nb, ne, 2); break;
+        case 3: rows_chunk(a, nb, ne, 3); break;
+        default: rows_chunk(a, nb, ne, 4); break;
+        }
+    }
+}
+
+/* ---- larger M, either layout: packed panels + 6x16 micro-kernel ------------
+ *
+ * For each K block and each 16-column panel, the panel of W is copied
+ * (transposed, for [N, K] weights) into a stack buffer as PK rows of 16
+ * floats, then reused from L1 by every 6-row tile of x: per k, 2 panel
+ * loads and 6 broadcasts feed 12 FMAs, with no horizontal sums. The K block
+ * is the outer loop so x's block stays in L2 across all panels.
+ */
+#define PK 256
+#define PW 16
+#define PR 6
+
+/* 8 rows of 8 floats -> 8 columns (an 8x8 transpose in registers). */
+EC_INLINE void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* panel[k][j] = W(nb + j, k0 + k) for j < valid, 0 for the missing columns. */
+static void pack_panel(const ec_linear_args *a, size_t nb, size_t valid, size_t k0, size_t kl, float *panel) {
+    const size_t N = a->n, K = a->k;
+    if (a->transposed) {
+        const float *w = a->w + k0 * N + nb;
+        if (valid == PW) {
+            for (size_t k = 0; k < kl; k++) {
+                _mm256_store_ps(panel + PW * k, _mm256_loadu_ps(w + k * N));
+                _mm256_store_ps(panel + PW * k + 8, _mm256_loadu_ps(w + k * N + 8));
+            }
+        } else {
+            const __m256i m0 = ec_mask_avx2(valid), m1 = ec_mask_avx2(valid > 8 ? valid - 8 : 0);
+            for (size_t k = 0; k < kl; k++) {
+                _mm256_store_ps(panel + PW * k, _mm256_maskload_ps(w + k * N, m0));
+                _mm256_store_ps(panel + PW * k + 8, _mm256_maskload_ps(w + k * N + 8, m1));
+            }
+        }
+        return;
+    }
+    for (size_t jb = 0; jb < PW; jb += 8) {
+        const float *rows[8];
+        for (size_t i = 0; i < 8; i++) rows[i] = jb + i < valid ? a->w + (nb + jb + i) * K + k0 : NULL;
+        size_t k = 0;
+        for (; k + 8 <= kl; k += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = rows[i] ? _mm256_loadu_ps(rows[i] + k) : _mm256_setzero_ps();
+            transpose8(r);
+            for (int i = 0; i < 8; i++) _mm256_store_ps(panel + PW * (k + i) + jb, r[i]);
+        }
+        for (; k < kl; k++)
+            for (size_t i = 0; i < 8; i++) panel[PW * k + jb + i] = rows[i] ? rows[i][k] : 0.0f;
+    }
+}
+
+EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t valid, size_t kl,
+                          const float *xr, const float *panel, int first, int last, const int MR) {
+    const size_t K = a->k;
+    __m256 acc[PR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (size_t k = 0; k < kl; k++) {
+        const __m256 b0 = _mm256_load_ps(panel + PW * k), b1 = _mm256_load_ps(panel + PW * k + 8);
+        for (int i = 0; i < MR; i++) {
+            const __m256 xb = _mm256_broadcast_ss(xr + i * K + k);
+            acc[i][0] = _mm256_fmadd_ps(xb, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(xb, b1, acc[i][1]);
+        }
+    }
+    /* fully unrolled, with the epilogue out of line: otherwise GCC keeps
+     * `acc` addressable and stores it to the stack after every FMA */
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        store_cols_out(a, m0 + i, nb, valid < 8 ? valid : 8, acc[i][0], first, last);
+        if (valid > 8) store_cols_out(a, m0 + i, nb + 8, valid - 8, acc[i][1], first, last);
+    }
+}
+
+/* [K, N] weights are packed TW columns at a time: each weight row is then
+ * read in 256-byte runs instead of 64-byte ones (fewer pages and streams
+ * per panel). [N, K] rows are contiguous along K already. */
+#define TW 64
+#define TK 128 /* K block for TW-wide packs: 32 KiB of panels */
+
+static void linear_packed(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t kc = (M > 4 && K > KC) ? KC : (K ? K : 1);
-    for (size_t nb = n0; nb < n1; nb += T_NBLK) {
-        const size_t ne = n1 - nb < T_NBLK ? n1 : nb + T_NBLK;
-        for (size_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kc) {
-            const size_t kl = K - k0 < kc ? K - k0 : kc;
-            const int first = k0 == 0, last = k0 + kl >= K;
-            size_t m = 0;
-            for (; m + 4 <= M; m += 4)
-                for (size_t n = nb; n < ne; n += 24) bcast_tile(a, m, n, ne - n, k0, kl, first, last, 4, 3);
-            if (M - m >= 2) {
-                for (size_t n = nb; n < ne; n += 48) bcast_tile(a, m, n, ne - n, k0, kl, first, last, 2, 6);
-                m += 2;
+    const size_t width = a->transposed ? TW : PW, kc = a->transposed ? TK : PK;
+    float panels[TW * TK > PW * PK ? TW * TK : PW * PK] __attribute__((aligned(64)));
+    for (size_t k0 = 0; k0 < K; k0 += kc) {
+        const size_t kl = K - k0 < kc ? K - k0 : kc;
+        const int first = k0 == 0, last = k0 + kl == K;
+        for (size_t nw = n0; nw < n1; nw += width) {
+            const size_t subpanels = ((n1 - nw < width ? n1 - nw : width) + PW - 1) / PW;
+            for (size_t p = 0; p < subpanels; p++)
+                pack_panel(a, nw + PW * p, n1 - nw - PW * p < PW ? n1 - nw - PW * p : PW, k0, kl, panels + p * PW * kl);
+            for (size_t p = 0; p < subpanels; p++) {
+                const size_t nb = nw + PW * p, valid = n1 - nb < PW ? n1 - nb : PW;
+                const float *panel = panels + p * PW * kl;
+                size_t m = 0;
+                for (; m + PR <= M; m += PR) micro_tile(a, m, nb, valid, kl, a->x + m * K + k0, panel, first, last, 6);
+                const float *xr = a->x + m * K + k0;
+                switch (M - m) {
+                case 5: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 5); break;
+                case 4: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 4); break;
+                case 3: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 3); break;
+                case 2: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 2); break;
+                case 1: micro_tile(a, m, nb, valid, kl, xr, panel, first, last, 1); break;
+                default: break;
+                }
             }
-            if (M - m == 1)
-                for (size_t n = nb; n < ne; n += 96) bcast_tile(a, m, n, ne - n, k0, kl, first, last, 1, 12);
         }
     }
 }
+
+/* y = act(bias) when K == 0 (an empty sum). */
+static void bias_only(const ec_linear_args *a, size_t n0, size_t n1) {
+    for (size_t m = 0; m < a->m; m++)
+        for (size_t n = n0; n < n1; n += 8) store_cols(a, m, n, n1 - n < 8 ? n1 - n : 8, _mm256_setzero_ps(), 1, 1);
+}
+
+/* Smallest M that takes the packed path for [N, K] weights (measured: below
+ * it, packing costs more than the horizontal sums of the dot tiles). */
+#define NT_PACK_MIN_M 8
 
 void ec_linear_f32_avx2(const ec_linear_args *a, size_t n0, size_t n1) {
-    if (a->transposed) linear_t(a, n0, n1);
-    else linear_nt(a, n0, n1);
+    if (a->k == 0) bias_only(a, n0, n1);
+    else if (a->transposed) (a->m <= 4 ? linear_t_rows : linear_packed)(a, n0, n1);
+    else (a->m < NT_PACK_MIN_M ? linear_nt : linear_packed)(a, n0, n1);
 }

@@ -1,0 +1,77 @@
+"""Run options shared by `edgecore run` and `edgecore bench`: command-line
+flags, TOML presets (`--config`), and their validation. Flags override the
+preset; the preset overrides the defaults."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from edgecore.cli import CliError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# option -> (type, help)
+RUN_OPTIONS = {
+    "model": (str, "model directory, or a built-in model: demo (default), demo-moe"),
+    "memory_budget": (str, "memory budget, e.g. 512M or 1.5G (default: no limit)"),
+    "strategy": (str, "partition strategy: sequential, greedy, speculative, auto (default)"),
+    "threads": (int, "kernel threads (default: usable CPUs)"),
+    "context": (int, "KV cache capacity in tokens (default: the model's, at most 2048)"),
+    "step_tokens": (int, "most tokens per forward step; longer prompts prefill in chunks"),
+    "max_new_tokens": (int, "tokens to generate (default 64)"),
+    "temperature": (float, "0 = greedy (default); > 0 samples"),
+    "top_k": (int, "sample only from the k most likely tokens"),
+    "top_p": (float, "sample from the smallest set with this much probability"),
+    "seed": (int, "random seed for sampling"),
+}
+
+
+def add_run_options(parser: argparse.ArgumentParser, include=RUN_OPTIONS) -> None:
+    for name in include:
+        kind, help_text = RUN_OPTIONS[name]
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=help_text)
+    parser.add_argument("--config", help="TOML preset: a file, or a built-in name "
+                        f"({', '.join(sorted(p.stem for p in PRESET_DIR.glob('*.toml')))})")
+
+
+def resolve_options(args: argparse.Namespace, include=RUN_OPTIONS) -> dict:
+    """Merge the preset (if any) with the flags that were given."""
+    options = load_preset(args.config) if args.config else {}
+    for name in include:
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def load_preset(name: str) -> dict:
+    path = Path(name)
+    if not path.exists() and (PRESET_DIR / f"{name}.toml").exists():
+        path = PRESET_DIR / f"{name}.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
+        raise CliError(f"--config {name}: no such file or built-in preset ({known})") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"--config {path}: not valid TOML ({exc})") from None
+    options = {}
+    for key, value in data.items():
+        if key not in RUN_OPTIONS:
+            raise CliError(f"--config {path}: unknown setting {key!r}; known: {', '.join(RUN_OPTIONS)}")
+        kind = RUN_OPTIONS[key][0]
+        if key == "memory_budget" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # plain bytes
+        ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int)
+                                                                         and not isinstance(value, bool))
+        if not ok:
+            raise CliError(f"--config {path}: {key} must be {kind.__name__}, got {value!r}")
+        options[key] = kind(value)
+    return options

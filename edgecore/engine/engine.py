@@ -1,0 +1,326 @@
+"""The inference engine: plan a model under a memory budget, then run it.
+
+    engine = Engine("path/to/model", memory_budget="256M")
+    result = engine.generate("The list", max_new_tokens=64)
+    print(result.text, result.stats)
+
+Execution follows the plan for real: pinned groups are loaded once; every
+other group is loaded right before it runs and dropped right after (with
+the speculative strategy the next group loads on a background thread while
+the current one computes). Loads, the KV cache and the planned activation
+space all go through one MemoryPool holding the budget, so the budget is
+enforced, not just predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgecore import ops
+from edgecore.engine import layers as L
+from edgecore.engine.runtime import WeightRuntime
+from edgecore.engine.sampling import check_sampling, choose
+from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
+from edgecore.models import Model, ModelError
+from edgecore.planner import CostModel, Plan, device_rates, make_plan
+
+DEFAULT_CONTEXT = 2048
+DEFAULT_STEP_TOKENS = 256
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int
+    new_tokens: int
+    prefill_ms: float
+    decode_ms: float
+    decode_tokens_per_s: float | None
+    peak_rss_bytes: int | None  # process peak RSS during the call (VmHWM after a reset)
+    peak_rss_is_call_peak: bool  # False if the kernel could not reset the peak (then it is the process peak)
+    weight_bytes_loaded: int  # float32 weight bytes brought in during the call (streaming)
+    finish_reason: str  # length | eos | stop
+    strategy: str
+    groups: int
+    budget: int | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    tokens: list[int]
+    text: str | None
+    stats: GenerationStats
+    prompt_tokens: list[int] = field(repr=False, default_factory=list)
+
+
+class Engine:
+    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) under a
+    memory budget.
+
+    model_dir: a model directory, a built-in model name ("demo",
+    "demo-moe"), or None for the default demo model. memory_budget: bytes
+    (int) or a size string ("512M"); None = no limit. strategy: sequential,
+    greedy, speculative or auto. threads: kernel threads (process-wide, as
+    edgecore.set_num_threads). context: KV cache capacity in tokens
+    (default: the model's maximum, at most 2048). step_tokens: the most
+    tokens one forward step processes (longer prompts are prefilled in
+    chunks; bounds activation memory).
+    """
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
+                 strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
+                 step_tokens: int | None = None):
+        if threads is not None:
+            ops.set_num_threads(threads)
+        budget = None if memory_budget is None else parse_size(memory_budget)
+        self.model = Model(model_dir)
+        try:
+            self._setup(budget, strategy, context, step_tokens)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, budget, strategy, context, step_tokens) -> None:
+        spec = self.model.spec
+        self.spec = spec
+        self.tokenizer = self.model.tokenizer
+        self.context = _positive("context", context, min(spec.max_positions, DEFAULT_CONTEXT))
+        if self.context > spec.max_positions:
+            raise ValueError(f"context {self.context} exceeds the model's max_position_embeddings "
+                             f"({spec.max_positions})")
+        if spec.sliding_window and self.context > spec.sliding_window:
+            raise ValueError(f"context {self.context} exceeds the model's sliding_window ({spec.sliding_window}); "
+                             f"windowed attention is not implemented, pass context <= {spec.sliding_window}")
+        self.step_tokens = min(_positive("step_tokens", step_tokens, DEFAULT_STEP_TOKENS), self.context)
+        graph = self.model.graph
+        cost = None
+        if strategy == "auto" and budget is not None and graph.total_weight_bytes(self.step_tokens) + \
+                graph.kv_bytes_per_token * self.context > budget:
+            cost = CostModel(device_rates())  # only needed when the strategies differ
+        self.plan: Plan = make_plan(graph, budget, context_tokens=self.context, step_tokens=self.step_tokens,
+                                    strategy=strategy, all_logits=False, cost_model=cost)
+        self.pool = MemoryPool(budget)
+        self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
+                                              "activations and conversion scratch")
+        self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool)
+        kv_shape = (spec.num_kv_heads, self.context, spec.head_dim)
+        blocks = [layer.index for layer in graph.layers if layer.kind == "block"]
+        self._kv = [(self.pool.allocate(kv_shape, label=f"kv.{i}.k"), self.pool.allocate(kv_shape, label=f"kv.{i}.v"))
+                    for i in blocks]
+        self.cache = L.KVCache([k.array for k, _ in self._kv], [v.array for _, v in self._kv])
+        self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
+        self._pending: dict[int, Future] = {}  # streamed group -> its background load
+        for group in self.plan.groups:
+            if group.pinned:
+                self.runtime.load_layers(group.layers)
+
+    # ---- public API -------------------------------------------------------
+
+    def forward(self, input_ids: Sequence[int]) -> np.ndarray:
+        """float32 logits [T, vocab] for every position of a fresh sequence."""
+        ids = self._check_ids(input_ids, 0)
+        out = np.empty((len(ids), self.spec.vocab_size), np.float32)
+        for start in range(0, len(ids), self.step_tokens):
+            chunk = ids[start:start + self.step_tokens]
+            self._step(chunk, start, out[start:start + len(chunk)])
+        self._finish_streaming()
+        return out
+
+    def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop: str | Sequence[str | int] | None = None,
+                 stream: Callable[[int, str | None], object] | None = None) -> GenerationResult:
+        """Generate up to max_new_tokens after `prompt` (text, which needs a
+        tokenizer, or token ids). temperature 0 is greedy. `stop`: strings
+        (matched on the decoded text, excluded from it) or token ids; the
+        model's EOS tokens always stop. `stream(token_id, text_piece)` is
+        called for every new token as it is produced (text_piece is None
+        without a tokenizer)."""
+        check_sampling(temperature, top_k, top_p)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ModelError(f"{self.model.dir}: this model has no tokenizer; pass the prompt as token ids")
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = list(prompt)
+        ids_arr = self._check_ids(ids, max_new_tokens)
+        stop_strings, stop_ids = _split_stop(stop, self.tokenizer)
+        rng = np.random.default_rng(seed)
+        decoder = self.tokenizer.stream() if self.tokenizer else None
+        exact_peak = reset_peak_rss()
+        loaded_before = self.runtime.bytes_loaded
+
+        t0 = time.perf_counter()
+        logits = None
+        for start in range(0, len(ids_arr), self.step_tokens):
+            chunk = ids_arr[start:start + self.step_tokens]
+            logits = self._step(chunk, start, None)
+        t_prefill = time.perf_counter() - t0
+
+        new: list[int] = []
+        text = ""
+        finish = "length"
+        t1 = time.perf_counter()
+        while len(new) < max_new_tokens:
+            token = choose(logits, temperature, top_k, top_p, rng)
+            if token in self.spec.eos_token_ids or token in stop_ids:
+                finish = "eos" if token in self.spec.eos_token_ids else "stop"
+                break
+            new.append(token)
+            piece = decoder.push(token) if decoder else None
+            if piece is not None:
+                text += piece
+            if stream is not None:
+                stream(token, piece)
+            if stop_strings and any(s in text for s in stop_strings):
+                finish = "stop"
+                break
+            if len(new) < max_new_tokens:
+                logits = self._step(np.array([token], np.int64), len(ids) + len(new) - 1, None)
+        t_decode = time.perf_counter() - t1
+        self._finish_streaming()
+
+        if decoder:
+            text += decoder.flush()
+            for s in stop_strings:
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+        steps = max(len(new) - 1, 0)  # the first new token comes from the prefill logits
+        footprint = sample_footprint()
+        stats = GenerationStats(
+            prompt_tokens=len(ids), new_tokens=len(new), prefill_ms=t_prefill * 1e3, decode_ms=t_decode * 1e3,
+            decode_tokens_per_s=steps / t_decode if steps and t_decode > 0 else None,
+            peak_rss_bytes=footprint.peak_rss, peak_rss_is_call_peak=bool(exact_peak),
+            weight_bytes_loaded=self.runtime.bytes_loaded - loaded_before, finish_reason=finish,
+            strategy=self.plan.strategy, groups=len(self.plan.groups), budget=self.plan.budget)
+        return GenerationResult(new, text if decoder else None, stats, ids)
+
+    def close(self) -> None:
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            for future in getattr(self, "_pending", {}).values():
+                future.exception()
+            runtime.close()
+        for k, v in getattr(self, "_kv", []):
+            k.release()
+            v.release()
+        if getattr(self, "_activations", None) is not None:
+            self._activations.release()
+        self.model.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- execution ----------------------------------------------------------
+
+    def _check_ids(self, ids, extra: int) -> np.ndarray:
+        try:
+            arr = np.asarray(ids)
+        except (TypeError, ValueError):
+            raise TypeError("input ids must be a sequence of integers") from None
+        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"input ids must be a non-empty 1-D sequence of integers, got {arr.dtype} "
+                             f"shape {arr.shape}")
+        bad = np.flatnonzero((arr < 0) | (arr >= self.spec.vocab_size))
+        if bad.size:
+            raise ValueError(f"token id {arr[bad[0]]} at position {bad[0]} is outside the vocabulary "
+                             f"[0, {self.spec.vocab_size})")
+        if arr.size + extra > self.context:
+            raise ValueError(f"{arr.size} prompt tokens + {extra} new tokens exceed the context of "
+                             f"{self.context} tokens (pass a larger context= if the model allows it)")
+        return arr.astype(np.int64)
+
+    def _step(self, ids: np.ndarray, pos: int, logits_out: np.ndarray | None) -> np.ndarray:
+        """Run every layer on ids at positions [pos, pos+len(ids)). Returns
+        the last row's logits, or fills logits_out with every row's."""
+        spec, plan, rt = self.spec, self.plan, self.runtime
+        streamed = [i for i, g in enumerate(plan.groups) if not g.pinned]
+        x = None
+        for gi, group in enumerate(plan.groups):
+            if not group.pinned:
+                self._acquire_group(gi)
+                if plan.strategy == "speculative" and len(streamed) > 1:
+                    nxt = streamed[(streamed.index(gi) + 1) % len(streamed)]
+                    if nxt not in self._pending:
+                        self._pending[nxt] = rt.prefetch_layers(plan.groups[nxt].layers)
+            for li in group.layers:
+                layer = self.model.graph.layers[li]
+                if layer.kind == "embed":
+                    x = self._embed(ids, pos)
+                elif layer.kind == "block":
+                    x = self._block(rt.layer_weights(li), x, layer.index, pos)
+                else:
+                    w = rt.layer_weights(li)
+                    if logits_out is None:
+                        logits = L.head(spec, w, x[-1:])[0]
+                    else:
+                        L.head(spec, w, x, out=logits_out)
+                        logits = logits_out[-1]
+            if not group.pinned:
+                rt.unload_layers(group.layers)
+        return logits
+
+    def _embed(self, ids: np.ndarray, pos: int) -> np.ndarray:
+        lay = self.model.layouts[0].tensors
+        x = self.runtime.gather_rows(lay["wte"].name, ids)
+        if "wpe" in lay:
+            x += self.runtime.gather_rows(lay["wpe"].name, np.arange(pos, pos + len(ids)))
+        return x
+
+    def _block(self, w: dict, x: np.ndarray, index: int, pos: int) -> np.ndarray:
+        if self.spec.family == "gpt2":
+            return L.gpt2_block(self.spec, w, x, self.cache, index, pos)
+        if self.spec.is_moe:
+            from edgecore.moe.block import mixtral_block
+
+            return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos)
+        return L.llama_block(self.spec, w, self.rope, x, self.cache, index, pos)
+
+    def _acquire_group(self, gi: int) -> None:
+        future = self._pending.pop(gi, None)
+        if future is not None:
+            future.result()  # re-raises a failed background load
+        else:
+            self.runtime.load_layers(self.plan.groups[gi].layers)
+
+    def _finish_streaming(self) -> None:
+        """Unload groups prefetched for a next step that will not come."""
+        for gi, future in list(self._pending.items()):
+            del self._pending[gi]
+            future.result()
+            self.runtime.unload_layers(self.plan.groups[gi].layers)
+
+
+def _positive(name: str, value, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _split_stop(stop, tokenizer) -> tuple[list[str], set[int]]:
+    if stop is None:
+        return [], set()
+    items = [stop] if isinstance(stop, (str, int)) else list(stop)
+    strings = [s for s in items if isinstance(s, str)]
+    ids = {s for s in items if isinstance(s, int) and not isinstance(s, bool)}
+    if len(strings) + len(ids) != len(items) or any(s == "" for s in strings):
+        raise ValueError("stop must be non-empty strings and/or token ids")
+    if strings and tokenizer is None:
+        raise ValueError("stop strings need a tokenizer; this model has none (pass token ids)")
+    return strings, ids

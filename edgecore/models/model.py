@@ -1,0 +1,56 @@
+"""A model directory, opened and validated: config, mapped weights, layout,
+layer graph, tokenizer. Nothing is read beyond headers until the engine
+loads a layer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgecore.models.graph import LayerGraph
+from edgecore.models.layout import model_layout, validate
+from edgecore.models.spec import ModelError, load_spec
+from edgecore.models.tokenizer import load_tokenizer
+from edgecore.weights import load_safetensors
+
+DEMO_MODELS = {"demo": "gpt2-bytes", "demo-moe": "mixtral-bytes"}
+
+
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+    """A model directory path, or the name of a built-in demo model
+    (None means the default demo model)."""
+    if model is None or str(model) in DEMO_MODELS:
+        name = DEMO_MODELS["demo" if model is None else str(model)]
+        path = Path(__file__).resolve().parent.parent / "demo" / name
+        if not (path / "config.json").exists():
+            raise ModelError(f"built-in model {model or 'demo'!r} is missing from this installation ({path})")
+        return path
+    path = Path(model)
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a model directory (expected config.json + model.safetensors)")
+    return path
+
+
+class Model:
+    def __init__(self, model_dir: str | os.PathLike | None):
+        self.dir = resolve_model_dir(model_dir)
+        self.spec = load_spec(self.dir)
+        if not any((self.dir / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
+            raise ModelError(f"{self.dir}: no model.safetensors or model.safetensors.index.json")
+        self.weights = load_safetensors(self.dir)
+        try:
+            infos = {name: self.weights.info(name) for name in self.weights.keys()}
+            self.layouts = model_layout(self.spec, infos.keys())
+            validate(self.layouts, infos, str(self.dir))
+            self.graph = LayerGraph(self.spec, self.layouts, {n: i.dtype for n, i in infos.items()})
+            self.tokenizer = load_tokenizer(self.dir, self.spec)
+        except BaseException:
+            self.weights.close()
+            raise
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    def close(self) -> None:
+        self.weights.close()

@@ -1,0 +1,59 @@
+"""The paged KV cache's page table: which page belongs to whom.
+
+Pages are numbered 0..total-1. Freed pages are reused last-in first-out, so
+the page numbers handed out are a deterministic function of the sequence of
+calls (part of what makes a replay repeatable).
+"""
+
+from __future__ import annotations
+
+
+class PageAllocator:
+    """A fixed pool of KV pages that refuses to over-commit."""
+
+    __slots__ = ("total", "_free", "_taken", "_owner_count", "peak_used")
+
+    def __init__(self, total: int):
+        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+            raise ValueError(f"total pages must be a positive integer, got {total!r}")
+        self.total = total
+        # reversed so that the first allocations hand out pages 0, 1, 2, ...
+        self._free = list(range(total - 1, -1, -1))
+        self._taken = bytearray(total)  # catches a page returned twice
+        self._owner_count = 0  # pages currently handed out
+        self.peak_used = 0
+
+    @property
+    def free(self) -> int:
+        """Pages available now."""
+        return len(self._free)
+
+    @property
+    def used(self) -> int:
+        """Pages handed out now."""
+        return self._owner_count
+
+    def allocate(self, count: int, into: list[int]) -> None:
+        """Append ``count`` page numbers to ``into``; raises if fewer are free."""
+        free = self._free
+        if count > len(free):
+            raise RuntimeError(f"KV page over-commit: {count} page(s) requested, {len(free)} free")
+        taken = self._taken
+        for _ in range(count):
+            page = free.pop()
+            taken[page] = 1
+            into.append(page)
+        self._owner_count += count
+        if self._owner_count > self.peak_used:
+            self.peak_used = self._owner_count
+
+    def release(self, pages: list[int]) -> None:
+        """Return every page in ``pages`` to the pool and empty the list."""
+        taken = self._taken
+        for page in pages:
+            if not taken[page]:
+                raise RuntimeError(f"KV page {page} released but not allocated")
+            taken[page] = 0
+        self._free.extend(reversed(pages))
+        self._owner_count -= len(pages)
+        pages.clear()

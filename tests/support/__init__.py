@@ -1,0 +1,1 @@
+"""Independent reference implementations and helpers shared by the tests."""
