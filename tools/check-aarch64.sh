@@ -342,11 +342,15 @@ in_rootfs sh -c 'cd /build/test && /build/venv/bin/python -P -c "
 import edgecore, edgecore._kernels as k
 print(\"edgecore\", edgecore.__version__, \"from\", k.__file__)
 print(\"capabilities:\", edgecore.capabilities())"'
+exec {LOG}> >(tee "$WORK/pytest.log")
+TEE=$!
 rc=0
 in_rootfs sh -c 'cd /build/test && exec /build/venv/bin/python -P -m pytest -p no:cacheprovider "$@"' \
-    pytest "${PYTEST_ARGS[@]}" "${TEST_PATHS[@]}" > >(tee "$WORK/pytest.log") 2>&1 || rc=$?
-wait $! # tee has written everything
-[ "$rc" = 0 ] || die "aarch64 tests failed (pytest exit $rc)"
+    pytest "${PYTEST_ARGS[@]}" "${TEST_PATHS[@]}" >&"$LOG" 2>&1 || rc=$?
+exec {LOG}>&-
+wait "$TEE" # everything is in the log
+SUMMARY=$(grep -E '[0-9]+ (passed|failed|error)' "$WORK/pytest.log" | tail -n1)
+[ "$rc" = 0 ] || die "aarch64 tests FAILED (pytest exit $rc): $SUMMARY"
 
 # The conftest prints which tiers the tests forced; NEON must be among them.
 TESTED=$(sed -n 's/^tested: *//p' "$WORK/pytest.log")
@@ -354,7 +358,7 @@ TESTED=$(sed -n 's/^tested: *//p' "$WORK/pytest.log")
 
 mkdir -p "$DIST"
 cp "$B/wheelhouse/$WHEEL" "$DIST/"
-say "aarch64 test summary: $(grep -E '[0-9]+ (passed|failed|error)' "$WORK/pytest.log" | tail -n1)"
+say "aarch64 test summary: $SUMMARY"
 say "aarch64 tiers tested: $TESTED"
 say "aarch64 wheel: $DIST/$WHEEL"
 say "OK"
