@@ -54,6 +54,7 @@ AARCH64_ELF_MAGIC=7f454c460201010000000000000000000200b7 # ELF64, little-endian,
 CA_IN_ROOTFS=/etc/ssl/certs/edgecore-host-ca.crt
 START=$SECONDS
 CHILD=
+LOCKED=
 
 say() { printf '[check-aarch64 %4ss] %s\n' "$((SECONDS - START))" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -95,8 +96,10 @@ unmount_under() {
 cleanup() {
     local rc=$?
     if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
-    [ -d "$CACHE" ] && unmount_under "$CACHE"
-    [ -d "$ROOTFS/build" ] && rm -rf --one-file-system "$ROOTFS/build"
+    if [ -n "$LOCKED" ]; then # the cache is ours only while we hold the lock
+        unmount_under "$CACHE"
+        [ -d "$ROOTFS/build" ] && rm -rf --one-file-system "$ROOTFS/build"
+    fi
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
     [ "$rc" = 0 ] || say "FAILED (exit $rc)"
     exit "$rc"
@@ -137,6 +140,7 @@ if ! flock -n 9; then
     say "another check holds $CACHE/lock; waiting"
     flock -w "${EDGECORE_AARCH64_LOCK_WAIT:-3600}" 9 || die "timed out waiting for $CACHE/lock"
 fi
+LOCKED=1
 unmount_under "$CACHE" # left behind by a run that was killed with SIGKILL
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgecore-aarch64.XXXXXX")
 
@@ -278,7 +282,9 @@ SRC=/build/src
 if [ -n "$SDIST" ]; then
     mkdir -p "$B/sdist"
     tar -C "$B/sdist" -xzf "$SDIST"
-    SRC=/build/sdist/$(tar -tzf "$SDIST" | head -n1 | cut -d/ -f1)
+    top=("$B"/sdist/*)
+    [ ${#top[@]} = 1 ] && [ -f "${top[0]}/pyproject.toml" ] || die "$SDIST: expected one project directory"
+    SRC=/build/sdist/${top[0]##*/}
 fi
 
 if [ "$BUILD_MODE" = cross ]; then
@@ -298,8 +304,9 @@ if [ "$BUILD_MODE" = cross ]; then
     # The target's sysconfig (EXT_SUFFIX .cpython-3XY-aarch64-linux-gnu.so,
     # compiler flags) and headers; the host's NumPy headers are the same
     # files for both architectures.
-    SYSCONFIG=$(cd "$ROOTFS" && ls usr/lib/python"$PYVER"/_sysconfigdata__*aarch64*.py | head -n1)
-    [ -n "$SYSCONFIG" ] || die "no aarch64 _sysconfigdata in the rootfs"
+    sysconfig=("$ROOTFS"/usr/lib/python"$PYVER"/_sysconfigdata__*aarch64*.py)
+    [ -f "${sysconfig[0]}" ] || die "no aarch64 _sysconfigdata in the rootfs"
+    SYSCONFIG=${sysconfig[0]#"$ROOTFS"/}
     mkdir -p "$WORK/sysconfig"
     cp "$ROOTFS/$SYSCONFIG" "$WORK/sysconfig/"
     CROSS_CC="aarch64-linux-gnu-gcc --sysroot=$ROOTFS"
