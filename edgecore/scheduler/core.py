@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
 from .pages import PageAllocator
-from .request import RESERVE, Request, SchedulerConfig
+from .request import ON_DEMAND, RESERVE, Request, SchedulerConfig
 from .state import ACTIVE, AGED, COMPLETED, REJECTED, REQUEUED, WAITING, RequestState
 from .trace import TickRecord
 
@@ -51,6 +51,10 @@ from .trace import TickRecord
 EXCEEDS_KV_CAPACITY = "exceeds_kv_capacity"
 PROMPT_EXCEEDS_KV_CAPACITY = "prompt_exceeds_kv_capacity"
 OUTGREW_KV_CAPACITY = "outgrew_kv_capacity"
+
+# PrefillChunk(seq, start, length) without the Python-level __new__ that a
+# NamedTuple's constructor runs (a few chunks per tick)
+_chunk = tuple.__new__
 
 
 class Scheduler:
@@ -61,6 +65,7 @@ class Scheduler:
             raise TypeError(f"config must be a SchedulerConfig, got {type(config).__name__}")
         self.config = config
         self.executor = executor
+        self._on_demand = config.admission == ON_DEMAND
         self.now = 0  # the next tick to run
         self.pages = PageAllocator(config.kv_pages)
         self.states: dict[str, RequestState] = {}  # every submitted request, submission order
@@ -72,7 +77,14 @@ class Scheduler:
         self._queued = 0  # waiting + aged + requeued
         self._active: dict[str, RequestState] = {}  # admission order
         self._prefilling: deque[RequestState] = deque()  # active, context not yet prefilled
-        self._ring: deque[RequestState] = deque()  # active, decode-ready, round-robin order
+        # active, decode-ready, round-robin order: a batch is taken from the
+        # front and what is still active goes to the back. Lists, so that both
+        # are slices; the ids alongside, so that a record's `decoded` is one too
+        self._ring: list[RequestState] = []
+        self._ring_ids: list[str] = []
+        # on_demand: ring members whose pages are full, in ring order (a dict
+        # used as an ordered set); each needs a page before its next decode
+        self._full: dict[RequestState, None] = {}
         self._unfinished = 0
         self.prefill_tokens = 0
         self.recompute_tokens = 0  # part of prefill_tokens done again after a preemption
@@ -115,6 +127,7 @@ class Scheduler:
         return -(-tokens // self.config.page_tokens)
 
     def _never_fits(self, request: Request) -> tuple[str, str] | None:
+        """Why ``request`` can never be admitted (reason, detail), or None."""
         cfg = self.config
         if cfg.admission == RESERVE:
             stored = request.prompt_tokens + request.max_new_tokens - 1
@@ -155,7 +168,7 @@ class Scheduler:
         self._age(tick)
 
         preempted: list[str] = []
-        decode = self._plan_decode(tick, preempted, rejected)
+        decode, decoded = self._plan_decode(tick, preempted, rejected)
 
         budget = cfg.prefill_budget
         chunks: list[PrefillChunk] = []
@@ -165,7 +178,7 @@ class Scheduler:
             n = seq.prefill_target - seq.prefilled
             if n > budget:
                 n = budget
-            chunks.append(PrefillChunk(seq, seq.prefilled, n))
+            chunks.append(_chunk(PrefillChunk, (seq, seq.prefilled, n)))
             budget -= n
         admitted: list[str] = []
         # a tick that preempted admits nothing (the requeue barrier already
@@ -177,7 +190,7 @@ class Scheduler:
             tick=tick,
             admitted=admitted,
             prefill=[(c.seq.id, c.length) for c in chunks],
-            decoded=[seq.id for seq in decode],
+            decoded=decoded,
             completed=[],
             preempted=preempted,
             rejected=rejected,
@@ -186,7 +199,7 @@ class Scheduler:
             used_pages=self.pages.used,
         )
         stops = self.executor.execute(Batch(tick, chunks, decode, preempted))
-        self._apply(tick, chunks, decode, stops, record.completed)
+        self._apply(tick, chunks, decode, decoded, stops, record.completed)
         self.now = tick + 1
         return record
 
@@ -194,13 +207,13 @@ class Scheduler:
         pending = self._pending
         while pending and pending[0][0] <= tick:
             state = heapq.heappop(pending)[2]
-            never = self._never_fits(state.request)
-            if never is not None:
-                self._reject(state, tick, *never)
+            need = self._admission_need(state)
+            if need > self.config.kv_pages:
+                self._reject(state, tick, *self._never_fits(state.request))
                 rejected.append(state.id)
                 continue
             state.where = WAITING
-            state.need = self._admission_need(state)
+            state.need = need
             state.enqueue_tick = state.queued_since = tick
             self._index.push(state)
             self._fifo.append(state)
@@ -216,30 +229,84 @@ class Scheduler:
                 self._aged.append(state)
 
     def _admission_need(self, state: RequestState) -> int:
-        if self.config.admission == RESERVE:
-            return self.pages_for(state.request.prompt_tokens + state.max_new - 1)
-        return self.pages_for(state.prefill_target)
+        """Pages ``state`` takes when (re)admitted (``_never_fits`` says why
+        a first admission that needs more than the cache can never happen)."""
+        if self._on_demand:
+            return -(-state.prefill_target // self.config.page_tokens)
+        return -(-(state.request.prompt_tokens + state.max_new - 1) // self.config.page_tokens)
 
-    def _plan_decode(self, tick: int, preempted: list[str], rejected: list[str]) -> list[RequestState]:
+    def _plan_decode(self, tick: int, preempted: list[str],
+                     rejected: list[str]) -> tuple[list[RequestState], list[str]]:
+        """The tick's decode batch and its ids: the front of the ring, after
+        giving a page to each member whose pages are full (on_demand)."""
         ring = self._ring
-        decode: list[RequestState] = []
         count = min(self.config.decode_width, len(ring))
-        if self.config.admission == RESERVE:
-            # pages for every token were reserved at admission
-            popleft = ring.popleft
-            return [popleft() for _ in range(count)]
-        page_tokens = self.config.page_tokens
+        full = self._full
+        if full:
+            # `full` is in ring order, so these are in batch order
+            hits = list(full) if count == len(ring) else [seq for seq in ring[:count] if seq in full]
+            if len(hits) > self.pages.free:
+                return self._plan_decode_preempting(count, tick, preempted, rejected)
+            page_tokens = self.config.page_tokens
+            for seq, page in zip(hits, self.pages.take(len(hits)), strict=True):
+                seq.pages.append(page)
+                # full means generated == watch < max_new (see _ready)
+                watch = seq.generated + page_tokens
+                seq.watch = watch if watch < seq.max_new else seq.max_new
+            if len(hits) == len(full):
+                full.clear()
+            else:
+                for seq in hits:
+                    del full[seq]
+        decode = ring[:count]
+        del ring[:count]
+        ids = self._ring_ids
+        decoded = ids[:count]
+        del ids[:count]
+        return decode, decoded
+
+    def _plan_decode_preempting(self, count: int, tick: int, preempted: list[str],
+                                rejected: list[str]) -> tuple[list[RequestState], list[str]]:
+        """``_plan_decode`` when the batch needs more pages than are free: one
+        request at a time, in ring order, each that needs a page preempting
+        until one is free. A victim further on in the ring leaves it, so the
+        batch takes the next request in its place."""
+        ring = self._ring
+        full = self._full
         pages = self.pages
+        page_tokens = self.config.page_tokens
+        decode: list[RequestState] = []
+        taken = 0  # ring[:taken] has been looked at; victims are only removed past it
         for _ in range(count):
-            if not ring:
+            if taken == len(ring):
                 break  # preemptions emptied it
-            seq = ring.popleft()
-            if len(seq.pages) * page_tokens <= seq.kv_tokens:
+            seq = ring[taken]
+            taken += 1
+            if seq in full:
                 if not self._make_room(seq, tick, decode, preempted, rejected):
                     continue
-                pages.allocate(1, seq.pages)
+                seq.pages += pages.take(1)
+                del full[seq]
+                watch = seq.generated + page_tokens
+                seq.watch = watch if watch < seq.max_new else seq.max_new
             decode.append(seq)
-        return decode
+        del ring[:taken]
+        del self._ring_ids[:taken]
+        return decode, [seq.id for seq in decode]
+
+    def _ready(self, seq: RequestState) -> None:
+        """``seq``'s context is prefilled and it sampled a token: from now on
+        each decode step stores one token. Its watch mark is the token count
+        at which it reaches ``max_new_tokens`` or (on_demand) fills its
+        pages; a request at its mark below ``max_new_tokens`` is full."""
+        generated = seq.ready_gen = seq.generated
+        watch = seq.max_new
+        if self._on_demand:
+            # pages full when kv_tokens = prefill_target + (generated - ready_gen) = capacity
+            full_at = len(seq.pages) * self.config.page_tokens - seq.prefill_target + generated
+            if full_at < watch:
+                watch = full_at
+        seq.watch = watch
 
     def _make_room(self, seq: RequestState, tick: int, decode: list[RequestState],
                    preempted: list[str], rejected: list[str]) -> bool:
@@ -262,7 +329,9 @@ class Scheduler:
                 elif victim in decode:
                     decode.remove(victim)
                 else:
-                    self._ring.remove(victim)
+                    at = self._ring.index(victim)
+                    del self._ring[at]
+                    del self._ring_ids[at]
             self._preempt(victim, tick)
             preempted.append(victim.id)
             if victim is seq:
@@ -274,7 +343,7 @@ class Scheduler:
         state.where = REQUEUED
         state.preemptions += 1
         state.prefilled = 0
-        state.kv_tokens = 0
+        state.ready_gen = state.generated  # no KV stored
         # recompute the prompt and every generated token: the last generated
         # token was never fed back, so the final chunk samples the next one
         state.prefill_target = state.request.prompt_tokens + state.generated
@@ -287,6 +356,7 @@ class Scheduler:
     def _deactivate(self, state: RequestState, tick: int) -> None:
         """Leave the active set and give the pages back."""
         del self._active[state.id]
+        self._full.pop(state, None)
         self.pages.release(state.pages)
         state.service_ticks += tick - state.activated_tick + 1
 
@@ -332,7 +402,7 @@ class Scheduler:
     def _activate(self, state: RequestState, tick: int, budget: int,
                   chunks: list[PrefillChunk], admitted: list[str]) -> int:
         """Admit one request: take its pages and its first prefill chunk."""
-        self.pages.allocate(state.need, state.pages)
+        state.pages += self.pages.take(state.need)
         state.where = ACTIVE
         state.waiting_ticks += tick - state.queued_since
         state.activated_tick = tick
@@ -343,29 +413,31 @@ class Scheduler:
         self._queued -= 1
         admitted.append(state.id)
         n = min(state.prefill_target, budget)
-        chunks.append(PrefillChunk(state, 0, n))
+        chunks.append(_chunk(PrefillChunk, (state, 0, n)))
         return budget - n
 
     def _apply(self, tick: int, chunks: list[PrefillChunk], decode: list[RequestState],
-               stops: Iterable[str], completed: list[str]) -> None:
+               decoded: list[str], stops: Iterable[str], completed: list[str]) -> None:
         """Count what the executor did; complete finished requests."""
         stops = stops if isinstance(stops, (set, frozenset)) else set(stops)
-        # every request that sampled a token this tick, in completion order
-        # (decode order, then prefill order); the hot path of a tick
-        sampled = decode
-        finished = []
-        for seq in decode:
-            seq.kv_tokens += 1
-            seq.generated += 1
-            if seq.generated >= seq.max_new:
-                finished.append(seq)
+        # The hot path of a tick: count each decoded token and note the
+        # positions of the few requests that reached their watch mark
+        # (max_new_tokens, or pages full); the rest need nothing else.
+        look = []
+        for at, seq in enumerate(decode):
+            g = seq.generated + 1
+            seq.generated = g
+            if g >= seq.watch:
+                look.append(at)
         self.decode_steps += len(decode)
+        # every request that sampled a token this tick, in completion order:
+        # decode order, then prefill order
+        sampled, sampled_ids = decode, decoded
         if chunks:
-            sampled = list(decode)
+            ready = []
             prefilling = self._prefilling
             for seq, _start, n in chunks:
                 seq.prefilled += n
-                seq.kv_tokens += n
                 self.prefill_tokens += n
                 if seq.preemptions:
                     self.recompute_tokens += n
@@ -375,25 +447,47 @@ class Scheduler:
                     seq.generated += 1
                     if seq.first_token_tick is None:
                         seq.first_token_tick = tick
-                    sampled.append(seq)
-                    if seq.generated >= seq.max_new:
-                        finished.append(seq)
+                    self._ready(seq)
+                    if seq.generated >= seq.watch:
+                        look.append(len(decode) + len(ready))
+                    ready.append(seq)
+            if ready:
+                sampled = decode + ready
+                sampled_ids = decoded + [seq.id for seq in ready]
+        strays = None
         if stops:
-            finished = [seq for seq in sampled if seq.generated >= seq.max_new or seq.id in stops]
-        if finished:
-            for seq in finished:
-                self._complete(seq, tick, completed)
-            self._ring.extend([seq for seq in sampled if seq.where == ACTIVE])
-        else:
-            self._ring.extend(sampled)
+            stopped = [at for at, rid in enumerate(sampled_ids) if rid in stops]
+            if len(stopped) != len(stops):
+                strays = sorted(stops.difference(sampled_ids))
+        done = []
+        full = self._full
+        for at in look:
+            seq = sampled[at]
+            if seq.generated >= seq.max_new:
+                done.append(at)
+            elif not stops or seq.id not in stops:
+                full[seq] = None  # at its watch mark below max_new: pages full
         if stops:
-            strays = sorted(stops - {seq.id for seq in sampled})
-            if strays:
-                raise RuntimeError(f"executor reported end of sequence for {strays}, "
-                                   f"which sampled no token in tick {tick}")
+            done = sorted(set(done).union(stopped))
+        if done:
+            for at in done:
+                self._complete(sampled[at], tick, completed)
+            # copies: the batch and the record hold `decode` and `decoded`
+            sampled = sampled[:]
+            sampled_ids = sampled_ids[:]
+            for at in reversed(done):
+                del sampled[at]
+                del sampled_ids[at]
+        self._ring += sampled
+        self._ring_ids += sampled_ids
+        if strays:
+            raise RuntimeError(f"executor reported end of sequence for {strays}, "
+                               f"which sampled no token in tick {tick}")
 
     def _complete(self, seq: RequestState, tick: int, completed: list[str]) -> None:
-        self._deactivate(seq, tick)
+        del self._active[seq.id]
+        self.pages.release(seq.pages)
+        seq.service_ticks += tick - seq.activated_tick + 1
         seq.where = COMPLETED
         seq.finish_tick = tick
         self._unfinished -= 1
