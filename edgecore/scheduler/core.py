@@ -39,6 +39,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
+from operator import attrgetter, length_hint
 
 from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
@@ -250,14 +251,17 @@ class Scheduler:
             page_tokens = self.config.page_tokens
             for seq, page in zip(hits, self.pages.take(len(hits)), strict=True):
                 seq.pages.append(page)
-                # full means generated == watch < max_new (see _ready)
-                watch = seq.generated + page_tokens
-                seq.watch = watch if watch < seq.max_new else seq.max_new
+                self._grew(seq, page_tokens)
             if len(hits) == len(full):
                 full.clear()
             else:
                 for seq in hits:
                     del full[seq]
+        return self._take_batch(count)
+
+    def _take_batch(self, count: int) -> tuple[list[RequestState], list[str]]:
+        """Take ``count`` requests (and their ids) off the front of the ring."""
+        ring = self._ring
         decode = ring[:count]
         del ring[:count]
         ids = self._ring_ids
@@ -265,34 +269,43 @@ class Scheduler:
         del ids[:count]
         return decode, decoded
 
+    @staticmethod
+    def _grew(seq: RequestState, page_tokens: int) -> None:
+        """``seq``, full, got a page: move its watch mark one page on (full
+        means generated == watch < max_new, see ``_ready``)."""
+        watch = seq.generated + page_tokens
+        seq.watch = watch if watch < seq.max_new else seq.max_new
+
     def _plan_decode_preempting(self, count: int, tick: int, preempted: list[str],
                                 rejected: list[str]) -> tuple[list[RequestState], list[str]]:
-        """``_plan_decode`` when the batch needs more pages than are free: one
-        request at a time, in ring order, each that needs a page preempting
-        until one is free. A victim further on in the ring leaves it, so the
-        batch takes the next request in its place."""
+        """``_plan_decode`` when the full requests in the batch need more pages
+        than are free. The decisions are those of taking the batch one request
+        at a time: each full request, in ring order, preempts until a page is
+        free. A victim further on in the ring leaves it, so the batch reaches
+        one request further; a victim already in the batch, or the request
+        itself, leaves the batch. Only the full requests are visited."""
         ring = self._ring
         full = self._full
-        pages = self.pages
         page_tokens = self.config.page_tokens
-        decode: list[RequestState] = []
-        taken = 0  # ring[:taken] has been looked at; victims are only removed past it
-        for _ in range(count):
-            if taken == len(ring):
-                break  # preemptions emptied it
-            seq = ring[taken]
-            taken += 1
-            if seq in full:
-                if not self._make_room(seq, tick, decode, preempted, rejected):
-                    continue
-                seq.pages += pages.take(1)
-                del full[seq]
-                watch = seq.generated + page_tokens
-                seq.watch = watch if watch < seq.max_new else seq.max_new
-            decode.append(seq)
-        del ring[:taken]
-        del self._ring_ids[:taken]
-        return decode, [seq.id for seq in decode]
+        left: list[RequestState] = []  # batch members that left the active set
+        walked = 0  # ring[:walked] has been decided
+        while full:
+            seq = next(iter(full))  # the next full request in ring order
+            at = ring.index(seq, walked)
+            if at >= count:
+                break
+            walked = at + 1
+            if not self._make_room(seq, tick, walked, left, preempted, rejected):
+                continue
+            seq.pages += self.pages.take(1)
+            del full[seq]
+            self._grew(seq, page_tokens)
+        decode, decoded = self._take_batch(count)
+        for seq in left:
+            at = decode.index(seq)
+            del decode[at]
+            del decoded[at]
+        return decode, decoded
 
     def _ready(self, seq: RequestState) -> None:
         """``seq``'s context is prefilled and it sampled a token: from now on
@@ -308,9 +321,12 @@ class Scheduler:
                 watch = full_at
         seq.watch = watch
 
-    def _make_room(self, seq: RequestState, tick: int, decode: list[RequestState],
+    def _make_room(self, seq: RequestState, tick: int, walked: int, left: list[RequestState],
                    preempted: list[str], rejected: list[str]) -> bool:
-        """Free a page for ``seq`` by preemption; False if ``seq`` itself left."""
+        """Free a page for ``seq`` (at ``ring[walked - 1]``) by preemption;
+        False if ``seq`` itself left. Victims from ``ring[:walked]`` go to
+        ``left``; victims further on leave the ring."""
+        ring = self._ring
         while not self.pages.free:
             victim = max(self._active.values(), key=_key_of)
             if victim is seq and len(self._active) == 1:
@@ -322,19 +338,21 @@ class Scheduler:
                     f"and needs another to continue"))
                 self.executor.release(seq.id)
                 rejected.append(seq.id)
+                left.append(seq)
                 return False
-            if victim is not seq:
-                if victim.prefilled < victim.prefill_target:
-                    self._prefilling.remove(victim)
-                elif victim in decode:
-                    decode.remove(victim)
+            if victim.prefilled < victim.prefill_target:
+                self._prefilling.remove(victim)
+            elif victim is not seq:
+                at = ring.index(victim)
+                if at < walked:
+                    left.append(victim)
                 else:
-                    at = self._ring.index(victim)
-                    del self._ring[at]
+                    del ring[at]
                     del self._ring_ids[at]
             self._preempt(victim, tick)
             preempted.append(victim.id)
             if victim is seq:
+                left.append(seq)
                 return False
         return True
 
@@ -368,53 +386,70 @@ class Scheduler:
         self._unfinished -= 1
 
     def _admit(self, tick: int, budget: int, chunks: list[PrefillChunk], admitted: list[str]) -> None:
+        """Admission: choose, then activate the chosen requests (take their
+        pages and their first prefill chunks) in order."""
+        chosen = self._choose(budget)
+        if not chosen:
+            return
+        # one take for all of them hands out the same pages, in the same
+        # order, as one take per request
+        pages = self.pages.take(sum(state.need for state in chosen))
+        active = self._active
+        at = 0
+        for state in chosen:
+            state.pages += pages[at:at + state.need]
+            at += state.need
+            state.where = ACTIVE
+            state.waiting_ticks += tick - state.queued_since
+            state.activated_tick = tick
+            if state.first_admit_tick is None:
+                state.first_admit_tick = tick
+            active[state.id] = state
+            admitted.append(state.id)
+            n = state.prefill_target if state.prefill_target < budget else budget
+            chunks.append(_chunk(PrefillChunk, (state, 0, n)))
+            budget -= n
+        self._prefilling.extend(chosen)
+        self._queued -= len(chosen)
+
+    def _choose(self, budget: int) -> list[RequestState]:
+        """The requests admitted this tick, in admission order, taken off
+        their queues; ``budget`` is the prefill budget left."""
+        chosen: list[RequestState] = []
         slots = self.config.max_active - len(self._active)
         free = self.pages.free
         requeued = self._requeued
         while requeued and slots and budget:
             state = requeued[0][1]
             if state.need > free:
-                return  # barrier: nothing passes a preempted request
+                return chosen  # barrier: nothing passes a preempted request
             heapq.heappop(requeued)
-            budget = self._activate(state, tick, budget, chunks, admitted)
+            chosen.append(state)
             free -= state.need
             slots -= 1
+            budget -= min(state.prefill_target, budget)
         if requeued:
-            return
+            return chosen
         aged = self._aged
         while aged and slots and budget:
             state = aged[0]
             if state.need > free:
-                return  # barrier: an aged request is never skipped
+                return chosen  # barrier: an aged request is never skipped
             aged.popleft()
-            budget = self._activate(state, tick, budget, chunks, admitted)
+            chosen.append(state)
             free -= state.need
             slots -= 1
+            budget -= min(state.prefill_target, budget)
         index = self._index
         while slots and budget:
             state = index.pop_best_within(free)
             if state is None:
-                return
-            budget = self._activate(state, tick, budget, chunks, admitted)
+                break
+            chosen.append(state)
             free -= state.need
             slots -= 1
-
-    def _activate(self, state: RequestState, tick: int, budget: int,
-                  chunks: list[PrefillChunk], admitted: list[str]) -> int:
-        """Admit one request: take its pages and its first prefill chunk."""
-        state.pages += self.pages.take(state.need)
-        state.where = ACTIVE
-        state.waiting_ticks += tick - state.queued_since
-        state.activated_tick = tick
-        if state.first_admit_tick is None:
-            state.first_admit_tick = tick
-        self._active[state.id] = state
-        self._prefilling.append(state)
-        self._queued -= 1
-        admitted.append(state.id)
-        n = min(state.prefill_target, budget)
-        chunks.append(_chunk(PrefillChunk, (state, 0, n)))
-        return budget - n
+            budget -= min(state.prefill_target, budget)
+        return chosen
 
     def _apply(self, tick: int, chunks: list[PrefillChunk], decode: list[RequestState],
                decoded: list[str], stops: Iterable[str], completed: list[str]) -> None:
@@ -423,12 +458,16 @@ class Scheduler:
         # The hot path of a tick: count each decoded token and note the
         # positions of the few requests that reached their watch mark
         # (max_new_tokens, or pages full); the rest need nothing else.
+        # A position is worked out only for those, from how much of the
+        # batch the iterator has left (exact for a list iterator).
         look = []
-        for at, seq in enumerate(decode):
+        last = len(decode) - 1
+        batch = iter(decode)
+        for seq in batch:
             g = seq.generated + 1
             seq.generated = g
             if g >= seq.watch:
-                look.append(at)
+                look.append(last - length_hint(batch))
         self.decode_steps += len(decode)
         # every request that sampled a token this tick, in completion order:
         # decode order, then prefill order
@@ -469,32 +508,32 @@ class Scheduler:
                 full[seq] = None  # at its watch mark below max_new: pages full
         if stops:
             done = sorted(set(done).union(stopped))
+        ring = self._ring
+        ring_ids = self._ring_ids
+        base = len(ring)
+        ring += sampled
+        ring_ids += sampled_ids
         if done:
+            active = self._active
+            release_pages = self.pages.release
+            release = self.executor.release
             for at in done:
-                self._complete(sampled[at], tick, completed)
-            # copies: the batch and the record hold `decode` and `decoded`
-            sampled = sampled[:]
-            sampled_ids = sampled_ids[:]
+                seq = sampled[at]
+                del active[seq.id]
+                release_pages(seq.pages)
+                seq.service_ticks += tick - seq.activated_tick + 1
+                seq.where = COMPLETED
+                seq.finish_tick = tick
+                self._unfinished -= 1
+                completed.append(seq.id)
+                release(seq.id)
             for at in reversed(done):
-                del sampled[at]
-                del sampled_ids[at]
-        self._ring += sampled
-        self._ring_ids += sampled_ids
+                del ring[base + at]
+                del ring_ids[base + at]
         if strays:
             raise RuntimeError(f"executor reported end of sequence for {strays}, "
                                f"which sampled no token in tick {tick}")
 
-    def _complete(self, seq: RequestState, tick: int, completed: list[str]) -> None:
-        del self._active[seq.id]
-        self.pages.release(seq.pages)
-        seq.service_ticks += tick - seq.activated_tick + 1
-        seq.where = COMPLETED
-        seq.finish_tick = tick
-        self._unfinished -= 1
-        completed.append(seq.id)
-        self.executor.release(seq.id)
 
-
-def _key_of(state: RequestState) -> tuple:
-    return state.key
+_key_of = attrgetter("key")
 
