@@ -246,49 +246,57 @@ class Scheduler:
         if full:
             # `full` is in ring order, so these are in batch order
             hits = list(full) if count == len(ring) else [seq for seq in ring[:count] if seq in full]
-            if len(hits) > self.pages.free:
-                return self._plan_decode_preempting(count, tick, preempted, rejected)
-            page_tokens = self.config.page_tokens
-            for seq, page in zip(hits, self.pages.take(len(hits)), strict=True):
-                seq.pages.append(page)
-                self._grew(seq, page_tokens)
-            if len(hits) == len(full):
-                full.clear()
-            else:
-                for seq in hits:
-                    del full[seq]
+            short = len(hits) > self.pages.free
+            if short:  # the first ones still get a page without preempting
+                hits = hits[:self.pages.free]
+            self._grow(hits)
+            if short:
+                return self._plan_decode_preempting(count, hits, tick, preempted, rejected)
         return self._take_batch(count)
+
+    def _grow(self, hits: list[RequestState]) -> None:
+        """Give one page each to these full requests (in ring order) and move
+        their watch marks one page on (full means generated == watch <
+        max_new, see ``_ready``)."""
+        page_tokens = self.config.page_tokens
+        for seq, page in zip(hits, self.pages.take(len(hits)), strict=True):
+            seq.pages.append(page)
+            watch = seq.generated + page_tokens
+            seq.watch = watch if watch < seq.max_new else seq.max_new
+        full = self._full
+        if len(hits) == len(full):
+            full.clear()
+        else:
+            for seq in hits:
+                del full[seq]
 
     def _take_batch(self, count: int) -> tuple[list[RequestState], list[str]]:
         """Take ``count`` requests (and their ids) off the front of the ring."""
         ring = self._ring
+        ids = self._ring_ids
+        if count == len(ring):  # all of it: hand the lists over, no copies
+            self._ring = []
+            self._ring_ids = []
+            return ring, ids
         decode = ring[:count]
         del ring[:count]
-        ids = self._ring_ids
         decoded = ids[:count]
         del ids[:count]
         return decode, decoded
 
-    @staticmethod
-    def _grew(seq: RequestState, page_tokens: int) -> None:
-        """``seq``, full, got a page: move its watch mark one page on (full
-        means generated == watch < max_new, see ``_ready``)."""
-        watch = seq.generated + page_tokens
-        seq.watch = watch if watch < seq.max_new else seq.max_new
-
-    def _plan_decode_preempting(self, count: int, tick: int, preempted: list[str],
-                                rejected: list[str]) -> tuple[list[RequestState], list[str]]:
+    def _plan_decode_preempting(self, count: int, grown: list[RequestState], tick: int,
+                                preempted: list[str], rejected: list[str]) -> tuple[list[RequestState], list[str]]:
         """``_plan_decode`` when the full requests in the batch need more pages
-        than are free. The decisions are those of taking the batch one request
-        at a time: each full request, in ring order, preempts until a page is
-        free. A victim further on in the ring leaves it, so the batch reaches
-        one request further; a victim already in the batch, or the request
-        itself, leaves the batch. Only the full requests are visited."""
+        than are free; the first ones, ``grown``, got the free pages. The
+        decisions are those of taking the batch one request at a time: each
+        full request, in ring order, preempts until a page is free. A victim
+        further on in the ring leaves it, so the batch reaches one request
+        further; a victim already in the batch, or the request itself, leaves
+        the batch. Only the full requests are visited."""
         ring = self._ring
         full = self._full
-        page_tokens = self.config.page_tokens
         left: list[RequestState] = []  # batch members that left the active set
-        walked = 0  # ring[:walked] has been decided
+        walked = ring.index(grown[-1]) + 1 if grown else 0  # ring[:walked] has been decided
         while full:
             seq = next(iter(full))  # the next full request in ring order
             at = ring.index(seq, walked)
@@ -297,9 +305,7 @@ class Scheduler:
             walked = at + 1
             if not self._make_room(seq, tick, walked, left, preempted, rejected):
                 continue
-            seq.pages += self.pages.take(1)
-            del full[seq]
-            self._grew(seq, page_tokens)
+            self._grow([seq])
         decode, decoded = self._take_batch(count)
         for seq in left:
             at = decode.index(seq)
@@ -455,13 +461,21 @@ class Scheduler:
                decoded: list[str], stops: Iterable[str], completed: list[str]) -> None:
         """Count what the executor did; complete finished requests."""
         stops = stops if isinstance(stops, (set, frozenset)) else set(stops)
-        # The hot path of a tick: count each decoded token and note the
+        # Every request that samples a token this tick goes to the back of
+        # the ring, in completion order (decode order, then prefill order):
+        # ring[base:]. Finished ones are deleted from there at the end.
+        ring = self._ring
+        ring_ids = self._ring_ids
+        base = len(ring)
+        ring += decode
+        ring_ids += decoded
+        # The hot path of a tick: count each decoded token and note the ring
         # positions of the few requests that reached their watch mark
-        # (max_new_tokens, or pages full); the rest need nothing else.
-        # A position is worked out only for those, from how much of the
-        # batch the iterator has left (exact for a list iterator).
+        # (max_new_tokens, or pages full); the rest need nothing else. A
+        # position is worked out only for those, from how much of the batch
+        # the iterator has left (exact for a list iterator).
         look = []
-        last = len(decode) - 1
+        last = base + len(decode) - 1
         batch = iter(decode)
         for seq in batch:
             g = seq.generated + 1
@@ -469,11 +483,7 @@ class Scheduler:
             if g >= seq.watch:
                 look.append(last - length_hint(batch))
         self.decode_steps += len(decode)
-        # every request that sampled a token this tick, in completion order:
-        # decode order, then prefill order
-        sampled, sampled_ids = decode, decoded
         if chunks:
-            ready = []
             prefilling = self._prefilling
             for seq, _start, n in chunks:
                 seq.prefilled += n
@@ -488,37 +498,30 @@ class Scheduler:
                         seq.first_token_tick = tick
                     self._ready(seq)
                     if seq.generated >= seq.watch:
-                        look.append(len(decode) + len(ready))
-                    ready.append(seq)
-            if ready:
-                sampled = decode + ready
-                sampled_ids = decoded + [seq.id for seq in ready]
+                        look.append(len(ring))
+                    ring.append(seq)
+                    ring_ids.append(seq.id)
         strays = None
         if stops:
-            stopped = [at for at, rid in enumerate(sampled_ids) if rid in stops]
+            stopped = [at for at, rid in enumerate(ring_ids[base:], base) if rid in stops]
             if len(stopped) != len(stops):
-                strays = sorted(stops.difference(sampled_ids))
+                strays = sorted(stops.difference(ring_ids[base:]))
         done = []
         full = self._full
         for at in look:
-            seq = sampled[at]
+            seq = ring[at]
             if seq.generated >= seq.max_new:
                 done.append(at)
             elif not stops or seq.id not in stops:
                 full[seq] = None  # at its watch mark below max_new: pages full
         if stops:
             done = sorted(set(done).union(stopped))
-        ring = self._ring
-        ring_ids = self._ring_ids
-        base = len(ring)
-        ring += sampled
-        ring_ids += sampled_ids
         if done:
             active = self._active
             release_pages = self.pages.release
             release = self.executor.release
             for at in done:
-                seq = sampled[at]
+                seq = ring[at]
                 del active[seq.id]
                 release_pages(seq.pages)
                 seq.service_ticks += tick - seq.activated_tick + 1
@@ -528,12 +531,11 @@ class Scheduler:
                 completed.append(seq.id)
                 release(seq.id)
             for at in reversed(done):
-                del ring[base + at]
-                del ring_ids[base + at]
+                del ring[at]
+                del ring_ids[at]
         if strays:
             raise RuntimeError(f"executor reported end of sequence for {strays}, "
                                f"which sampled no token in tick {tick}")
-
 
 _key_of = attrgetter("key")
 

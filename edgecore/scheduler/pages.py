@@ -11,7 +11,7 @@ from __future__ import annotations
 class PageAllocator:
     """A fixed pool of KV pages that refuses to over-commit."""
 
-    __slots__ = ("total", "_free", "_taken", "peak_used")
+    __slots__ = ("total", "_free", "_taken", "_owner_count", "peak_used")
 
     def __init__(self, total: int):
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
@@ -19,10 +19,8 @@ class PageAllocator:
         self.total = total
         # reversed so that the first allocations hand out pages 0, 1, 2, ...
         self._free = list(range(total - 1, -1, -1))
-        # pages handed out; catches a page returned twice. A set rather than a
-        # flag per page so that a request's pages are checked and moved by a
-        # few C-level set operations, not one Python step per page
-        self._taken: set[int] = set()
+        self._taken = bytearray(total)  # catches a page returned twice
+        self._owner_count = 0  # pages currently handed out
         self.peak_used = 0
 
     @property
@@ -33,7 +31,7 @@ class PageAllocator:
     @property
     def used(self) -> int:
         """Pages handed out now."""
-        return len(self._taken)
+        return self._owner_count
 
     def take(self, count: int) -> list[int]:
         """Hand out ``count`` pages, in handout order; raises if fewer are free."""
@@ -49,9 +47,11 @@ class PageAllocator:
         del free[-count:]
         pages.reverse()
         taken = self._taken
-        taken.update(pages)
-        if len(taken) > self.peak_used:
-            self.peak_used = len(taken)
+        for page in pages:
+            taken[page] = 1
+        self._owner_count += count
+        if self._owner_count > self.peak_used:
+            self.peak_used = self._owner_count
         return pages
 
     def allocate(self, count: int, into: list[int]) -> None:
@@ -61,17 +61,10 @@ class PageAllocator:
     def release(self, pages: list[int]) -> None:
         """Return every page in ``pages`` to the pool and empty the list."""
         taken = self._taken
-        if not taken.issuperset(pages):
-            page = next(page for page in pages if page not in taken)
-            raise RuntimeError(f"KV page {page} released but not allocated")
-        held = len(taken)
-        taken.difference_update(pages)
-        if len(taken) != held - len(pages):  # a page listed twice
-            taken.update(pages)  # every page in the list was held: undo
-            seen: set[int] = set()
-            for page in pages:
-                if page in seen:
-                    raise RuntimeError(f"KV page {page} released but not allocated")
-                seen.add(page)
+        for page in pages:
+            if not taken[page]:
+                raise RuntimeError(f"KV page {page} released but not allocated")
+            taken[page] = 0
         self._free.extend(reversed(pages))
+        self._owner_count -= len(pages)
         pages.clear()
