@@ -39,7 +39,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
-from operator import attrgetter, length_hint
+from operator import length_hint
 
 from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
@@ -47,6 +47,7 @@ from .pages import PageAllocator
 from .request import ON_DEMAND, RESERVE, Request, SchedulerConfig
 from .state import ACTIVE, AGED, COMPLETED, REJECTED, REQUEUED, WAITING, RequestState
 from .trace import TickRecord
+from .victims import TopKeys
 
 # rejection reasons (stable codes; the detail text says the numbers)
 EXCEEDS_KV_CAPACITY = "exceeds_kv_capacity"
@@ -86,6 +87,8 @@ class Scheduler:
         # on_demand: ring members whose pages are full, in ring order (a dict
         # used as an ordered set); each needs a page before its next decode
         self._full: dict[RequestState, None] = {}
+        # on_demand: finds the preemption victim (the highest active key)
+        self._victims = TopKeys() if self._on_demand else None
         self._unfinished = 0
         self.prefill_tokens = 0
         self.recompute_tokens = 0  # part of prefill_tokens done again after a preemption
@@ -334,7 +337,7 @@ class Scheduler:
         ``left``; victims further on leave the ring."""
         ring = self._ring
         while not self.pages.free:
-            victim = max(self._active.values(), key=_key_of)
+            victim = self._victims.highest(self._active.values())
             if victim is seq and len(self._active) == 1:
                 # alone, holding every page, and still short: can never fit
                 held = len(seq.pages)
@@ -381,6 +384,8 @@ class Scheduler:
         """Leave the active set and give the pages back."""
         del self._active[state.id]
         self._full.pop(state, None)
+        if self._victims is not None:
+            self._victims.discard(state)
         self.pages.release(state.pages)
         state.service_ticks += tick - state.activated_tick + 1
 
@@ -417,6 +422,8 @@ class Scheduler:
             budget -= n
         self._prefilling.extend(chosen)
         self._queued -= len(chosen)
+        if self._victims is not None:
+            self._victims.add(chosen)
 
     def _choose(self, budget: int) -> list[RequestState]:
         """The requests admitted this tick, in admission order, taken off
@@ -520,9 +527,12 @@ class Scheduler:
             active = self._active
             release_pages = self.pages.release
             release = self.executor.release
+            victims = self._victims
             for at in done:
                 seq = ring[at]
                 del active[seq.id]
+                if victims is not None:
+                    victims.discard(seq)
                 release_pages(seq.pages)
                 seq.service_ticks += tick - seq.activated_tick + 1
                 seq.where = COMPLETED
@@ -536,6 +546,4 @@ class Scheduler:
         if strays:
             raise RuntimeError(f"executor reported end of sequence for {strays}, "
                                f"which sampled no token in tick {tick}")
-
-_key_of = attrgetter("key")
 
