@@ -75,7 +75,7 @@ class Scheduler:
         self._fifo: deque[RequestState] = deque()  # waiting, in queue-entry order (aging clock)
         self._aged: deque[RequestState] = deque()
         self._requeued: list[tuple] = []  # heap of (key, state), preempted
-        self._index = NeedIndex(config.kv_pages)
+        self._index = NeedIndex()
         self._queued = 0  # waiting + aged + requeued
         self._active: dict[str, RequestState] = {}  # admission order
         self._prefilling: deque[RequestState] = deque()  # active, context not yet prefilled
@@ -476,19 +476,24 @@ class Scheduler:
         base = len(ring)
         ring += decode
         ring_ids += decoded
-        # The hot path of a tick: count each decoded token and note the ring
-        # positions of the few requests that reached their watch mark
-        # (max_new_tokens, or pages full); the rest need nothing else. A
-        # position is worked out only for those, from how much of the batch
+        # The hot path of a tick: count each decoded token; only the few
+        # requests at their watch mark need more. Below max_new_tokens the
+        # mark means full pages (unless the executor stopped the request):
+        # those join `full`, in ring order. Those that finish are noted by
+        # ring position, worked out only for them from how much of the batch
         # the iterator has left (exact for a list iterator).
-        look = []
+        full = self._full
+        done = []
         last = base + len(decode) - 1
         batch = iter(decode)
         for seq in batch:
             g = seq.generated + 1
             seq.generated = g
             if g >= seq.watch:
-                look.append(last - length_hint(batch))
+                if g < seq.max_new and seq.id not in stops:
+                    full[seq] = None
+                else:
+                    done.append(last - length_hint(batch))
         self.decode_steps += len(decode)
         if chunks:
             prefilling = self._prefilling
@@ -505,7 +510,10 @@ class Scheduler:
                         seq.first_token_tick = tick
                     self._ready(seq)
                     if seq.generated >= seq.watch:
-                        look.append(len(ring))
+                        if seq.generated < seq.max_new and seq.id not in stops:
+                            full[seq] = None
+                        else:
+                            done.append(len(ring))
                     ring.append(seq)
                     ring_ids.append(seq.id)
         strays = None
@@ -513,15 +521,6 @@ class Scheduler:
             stopped = [at for at, rid in enumerate(ring_ids[base:], base) if rid in stops]
             if len(stopped) != len(stops):
                 strays = sorted(stops.difference(ring_ids[base:]))
-        done = []
-        full = self._full
-        for at in look:
-            seq = ring[at]
-            if seq.generated >= seq.max_new:
-                done.append(at)
-            elif not stops or seq.id not in stops:
-                full[seq] = None  # at its watch mark below max_new: pages full
-        if stops:
             done = sorted(set(done).union(stopped))
         if done:
             active = self._active
