@@ -39,7 +39,8 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
-from operator import length_hint
+from itertools import islice
+from operator import attrgetter, length_hint
 
 from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
@@ -57,6 +58,7 @@ OUTGREW_KV_CAPACITY = "outgrew_kv_capacity"
 # PrefillChunk(seq, start, length) without the Python-level __new__ that a
 # NamedTuple's constructor runs (a few chunks per tick)
 _chunk = tuple.__new__
+_need_of = attrgetter("need")
 
 
 class Scheduler:
@@ -77,7 +79,9 @@ class Scheduler:
         self._requeued: list[tuple] = []  # heap of (key, state), preempted
         self._index = NeedIndex()
         self._queued = 0  # waiting + aged + requeued
-        self._active: dict[str, RequestState] = {}  # admission order
+        # admission order; keyed by the state (an identity hash) rather than
+        # its id, whose string a lookup would have to read
+        self._active: dict[RequestState, None] = {}
         self._prefilling: deque[RequestState] = deque()  # active, context not yet prefilled
         # active, decode-ready, round-robin order: a batch is taken from the
         # front and what is still active goes to the back. Lists, so that both
@@ -262,8 +266,10 @@ class Scheduler:
         their watch marks one page on (full means generated == watch <
         max_new, see ``_ready``)."""
         page_tokens = self.config.page_tokens
-        for seq, page in zip(hits, self.pages.take(len(hits)), strict=True):
-            seq.pages.append(page)
+        pages = self.pages.take(len(hits))
+        pages.reverse()  # so that pop() hands them out in order
+        for seq in hits:
+            seq.pages.append(pages.pop())
             watch = seq.generated + page_tokens
             seq.watch = watch if watch < seq.max_new else seq.max_new
         full = self._full
@@ -295,7 +301,9 @@ class Scheduler:
         full request, in ring order, preempts until a page is free. A victim
         further on in the ring leaves it, so the batch reaches one request
         further; a victim already in the batch, or the request itself, leaves
-        the batch. Only the full requests are visited."""
+        the batch. Only the full requests are visited, and once a preemption
+        has freed pages, the full requests after it that they cover get theirs
+        together (as one at a time would: none of them preempts)."""
         ring = self._ring
         full = self._full
         left: list[RequestState] = []  # batch members that left the active set
@@ -308,7 +316,15 @@ class Scheduler:
             walked = at + 1
             if not self._make_room(seq, tick, walked, left, preempted, rejected):
                 continue
-            self._grow([seq])
+            hits = [seq]
+            more = min(self.pages.free, len(full)) - 1
+            if more > 0:
+                after = list(islice(full, 1, 1 + more))
+                at = ring.index(after[-1], walked)
+                if at < count:  # all in the batch (else: one at a time)
+                    hits += after
+                    walked = at + 1
+            self._grow(hits)
         decode, decoded = self._take_batch(count)
         for seq in left:
             at = decode.index(seq)
@@ -337,7 +353,7 @@ class Scheduler:
         ``left``; victims further on leave the ring."""
         ring = self._ring
         while not self.pages.free:
-            victim = self._victims.highest(self._active.values())
+            victim = self._victims.highest(self._active)
             if victim is seq and len(self._active) == 1:
                 # alone, holding every page, and still short: can never fit
                 held = len(seq.pages)
@@ -382,7 +398,7 @@ class Scheduler:
 
     def _deactivate(self, state: RequestState, tick: int) -> None:
         """Leave the active set and give the pages back."""
-        del self._active[state.id]
+        del self._active[state]
         self._full.pop(state, None)
         if self._victims is not None:
             self._victims.discard(state)
@@ -404,7 +420,7 @@ class Scheduler:
             return
         # one take for all of them hands out the same pages, in the same
         # order, as one take per request
-        pages = self.pages.take(sum(state.need for state in chosen))
+        pages = self.pages.take(sum(map(_need_of, chosen)))
         active = self._active
         at = 0
         for state in chosen:
@@ -415,7 +431,7 @@ class Scheduler:
             state.activated_tick = tick
             if state.first_admit_tick is None:
                 state.first_admit_tick = tick
-            active[state.id] = state
+            active[state] = None
             admitted.append(state.id)
             n = state.prefill_target if state.prefill_target < budget else budget
             chunks.append(_chunk(PrefillChunk, (state, 0, n)))
@@ -490,7 +506,7 @@ class Scheduler:
             g = seq.generated + 1
             seq.generated = g
             if g >= seq.watch:
-                if g < seq.max_new and seq.id not in stops:
+                if g < seq.max_new and not (stops and seq.id in stops):
                     full[seq] = None
                 else:
                     done.append(last - length_hint(batch))
@@ -510,7 +526,7 @@ class Scheduler:
                         seq.first_token_tick = tick
                     self._ready(seq)
                     if seq.generated >= seq.watch:
-                        if seq.generated < seq.max_new and seq.id not in stops:
+                        if seq.generated < seq.max_new and not (stops and seq.id in stops):
                             full[seq] = None
                         else:
                             done.append(len(ring))
@@ -529,7 +545,7 @@ class Scheduler:
             victims = self._victims
             for at in done:
                 seq = ring[at]
-                del active[seq.id]
+                del active[seq]
                 if victims is not None:
                     victims.discard(seq)
                 release_pages(seq.pages)
