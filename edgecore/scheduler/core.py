@@ -40,7 +40,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable
 from itertools import islice
-from operator import attrgetter, length_hint
+from operator import attrgetter, indexOf, length_hint
 
 from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
@@ -303,31 +303,42 @@ class Scheduler:
         further; a victim already in the batch, or the request itself, leaves
         the batch. Only the full requests are visited, and once a preemption
         has freed pages, the full requests after it that they cover get theirs
-        together (as one at a time would: none of them preempts)."""
+        together (as one at a time would: none of them preempts).
+
+        When the batch is the whole ring, every full request is in it and
+        every victim from the ring leaves it whatever its place, so no ring
+        position is needed."""
         ring = self._ring
         full = self._full
+        whole = count == len(ring)
         left: list[RequestState] = []  # batch members that left the active set
-        walked = ring.index(grown[-1]) + 1 if grown else 0  # ring[:walked] has been decided
+        # ring[:walked] has been decided (all of it counts as such for a whole-ring batch)
+        walked = count if whole else ring.index(grown[-1]) + 1 if grown else 0
         while full:
             seq = next(iter(full))  # the next full request in ring order
-            at = ring.index(seq, walked)
-            if at >= count:
-                break
-            walked = at + 1
+            if not whole:
+                at = ring.index(seq, walked)
+                if at >= count:
+                    break
+                walked = at + 1
             if not self._make_room(seq, tick, walked, left, preempted, rejected):
                 continue
             hits = [seq]
             more = min(self.pages.free, len(full)) - 1
             if more > 0:
                 after = list(islice(full, 1, 1 + more))
-                at = ring.index(after[-1], walked)
-                if at < count:  # all in the batch (else: one at a time)
+                if whole:
                     hits += after
-                    walked = at + 1
+                else:
+                    at = ring.index(after[-1], walked)
+                    if at < count:  # all in the batch (else: one at a time)
+                        hits += after
+                        walked = at + 1
             self._grow(hits)
         decode, decoded = self._take_batch(count)
         for seq in left:
-            at = decode.index(seq)
+            # from the back: victims, the latest admitted, are mostly there
+            at = len(decode) - 1 - indexOf(reversed(decode), seq)
             del decode[at]
             del decoded[at]
         return decode, decoded
@@ -350,7 +361,8 @@ class Scheduler:
                    preempted: list[str], rejected: list[str]) -> bool:
         """Free a page for ``seq`` (at ``ring[walked - 1]``) by preemption;
         False if ``seq`` itself left. Victims from ``ring[:walked]`` go to
-        ``left``; victims further on leave the ring."""
+        ``left``; victims further on leave the ring. ``walked`` equal to the
+        batch size of a whole-ring batch means all of it."""
         ring = self._ring
         while not self.pages.free:
             victim = self._victims.highest(self._active)
@@ -368,12 +380,15 @@ class Scheduler:
             if victim.prefilled < victim.prefill_target:
                 self._prefilling.remove(victim)
             elif victim is not seq:
-                at = ring.index(victim)
-                if at < walked:
+                if walked == len(ring):
                     left.append(victim)
                 else:
-                    del ring[at]
-                    del self._ring_ids[at]
+                    at = ring.index(victim)
+                    if at < walked:
+                        left.append(victim)
+                    else:
+                        del ring[at]
+                        del self._ring_ids[at]
             self._preempt(victim, tick)
             preempted.append(victim.id)
             if victim is seq:

@@ -19,7 +19,9 @@ class PageAllocator:
         self.total = total
         # reversed so that the first allocations hand out pages 0, 1, 2, ...
         self._free = list(range(total - 1, -1, -1))
-        self._taken = bytearray(total)  # catches a page returned twice
+        # 1 for each page handed out: catches a page returned twice. A list,
+        # not a bytearray: indexing a list of ints is the faster bytecode
+        self._taken = [0] * total
         self._owner_count = 0  # pages currently handed out
         self.peak_used = 0
 
