@@ -59,6 +59,8 @@ OUTGREW_KV_CAPACITY = "outgrew_kv_capacity"
 # NamedTuple's constructor runs (a few chunks per tick)
 _chunk = tuple.__new__
 _need_of = attrgetter("need")
+# PrefillChunk -> the record's (request id, tokens)
+_prefill_entry = attrgetter("seq.id", "length")
 
 
 class Scheduler:
@@ -194,18 +196,10 @@ class Scheduler:
         if not preempted and budget:
             self._admit(tick, budget, chunks, admitted)
 
-        record = TickRecord(
-            tick=tick,
-            admitted=admitted,
-            prefill=[(c.seq.id, c.length) for c in chunks],
-            decoded=decoded,
-            completed=[],
-            preempted=preempted,
-            rejected=rejected,
-            queued=self._queued,
-            active=len(self._active),
-            used_pages=self.pages.used,
-        )
+        # positional: TickRecord(tick, admitted, prefill, decoded, completed,
+        # preempted, rejected, queued, active, used_pages)
+        record = TickRecord(tick, admitted, list(map(_prefill_entry, chunks)), decoded, [], preempted,
+                            rejected, self._queued, len(self._active), self.pages.used)
         stops = self.executor.execute(Batch(tick, chunks, decode, preempted))
         self._apply(tick, chunks, decode, decoded, stops, record.completed)
         self.now = tick + 1
@@ -264,7 +258,7 @@ class Scheduler:
     def _grow(self, hits: list[RequestState]) -> None:
         """Give one page each to these full requests (in ring order) and move
         their watch marks one page on (full means generated == watch <
-        max_new, see ``_ready``)."""
+        max_new, see ``_apply``)."""
         page_tokens = self.config.page_tokens
         pages = self.pages.take(len(hits))
         pages.reverse()  # so that pop() hands them out in order
@@ -343,20 +337,6 @@ class Scheduler:
             del decoded[at]
         return decode, decoded
 
-    def _ready(self, seq: RequestState) -> None:
-        """``seq``'s context is prefilled and it sampled a token: from now on
-        each decode step stores one token. Its watch mark is the token count
-        at which it reaches ``max_new_tokens`` or (on_demand) fills its
-        pages; a request at its mark below ``max_new_tokens`` is full."""
-        generated = seq.ready_gen = seq.generated
-        watch = seq.max_new
-        if self._on_demand:
-            # pages full when kv_tokens = prefill_target + (generated - ready_gen) = capacity
-            full_at = len(seq.pages) * self.config.page_tokens - seq.prefill_target + generated
-            if full_at < watch:
-                watch = full_at
-        seq.watch = watch
-
     def _make_room(self, seq: RequestState, tick: int, walked: int, left: list[RequestState],
                    preempted: list[str], rejected: list[str]) -> bool:
         """Free a page for ``seq`` (at ``ring[walked - 1]``) by preemption;
@@ -416,7 +396,7 @@ class Scheduler:
         del self._active[state]
         self._full.pop(state, None)
         if self._victims is not None:
-            self._victims.discard(state)
+            self._victims.discard((state,))
         self.pages.release(state.pages)
         state.service_ticks += tick - state.activated_tick + 1
 
@@ -471,7 +451,7 @@ class Scheduler:
             chosen.append(state)
             free -= state.need
             slots -= 1
-            budget -= min(state.prefill_target, budget)
+            budget = budget - state.prefill_target if state.prefill_target < budget else 0
         if requeued:
             return chosen
         aged = self._aged
@@ -483,7 +463,7 @@ class Scheduler:
             chosen.append(state)
             free -= state.need
             slots -= 1
-            budget -= min(state.prefill_target, budget)
+            budget = budget - state.prefill_target if state.prefill_target < budget else 0
         index = self._index
         while slots and budget:
             state = index.pop_best_within(free)
@@ -492,7 +472,7 @@ class Scheduler:
             chosen.append(state)
             free -= state.need
             slots -= 1
-            budget -= min(state.prefill_target, budget)
+            budget = budget - state.prefill_target if state.prefill_target < budget else 0
         return chosen
 
     def _apply(self, tick: int, chunks: list[PrefillChunk], decode: list[RequestState],
@@ -528,6 +508,7 @@ class Scheduler:
         self.decode_steps += len(decode)
         if chunks:
             prefilling = self._prefilling
+            page_tokens = self.config.page_tokens
             for seq, _start, n in chunks:
                 seq.prefilled += n
                 self.prefill_tokens += n
@@ -536,12 +517,23 @@ class Scheduler:
                 if seq.prefilled == seq.prefill_target:
                     # chunks follow the queue order and only the last can be partial
                     prefilling.popleft()
-                    seq.generated += 1
+                    g = seq.ready_gen = seq.generated = seq.generated + 1
                     if seq.first_token_tick is None:
                         seq.first_token_tick = tick
-                    self._ready(seq)
-                    if seq.generated >= seq.watch:
-                        if seq.generated < seq.max_new and not (stops and seq.id in stops):
+                    # The context is prefilled and sampled a token: from now on
+                    # each decode step stores one token (kv_tokens grows with
+                    # generated - ready_gen). Its watch mark: the token count at
+                    # which it reaches max_new_tokens or (on_demand) fills its
+                    # pages; a request at its mark below max_new_tokens is full.
+                    watch = seq.max_new
+                    if self._on_demand:
+                        # full when kv_tokens = prefill_target + (g - ready_gen) = capacity
+                        full_at = len(seq.pages) * page_tokens - seq.prefill_target + g
+                        if full_at < watch:
+                            watch = full_at
+                    seq.watch = watch
+                    if g >= watch:
+                        if g < seq.max_new and not (stops and seq.id in stops):
                             full[seq] = None
                         else:
                             done.append(len(ring))
@@ -557,12 +549,9 @@ class Scheduler:
             active = self._active
             release_pages = self.pages.release
             release = self.executor.release
-            victims = self._victims
             for at in done:
                 seq = ring[at]
                 del active[seq]
-                if victims is not None:
-                    victims.discard(seq)
                 release_pages(seq.pages)
                 seq.service_ticks += tick - seq.activated_tick + 1
                 seq.where = COMPLETED
@@ -570,6 +559,8 @@ class Scheduler:
                 self._unfinished -= 1
                 completed.append(seq.id)
                 release(seq.id)
+            if self._victims is not None:
+                self._victims.discard([ring[at] for at in done])
             for at in reversed(done):
                 del ring[at]
                 del ring_ids[at]

@@ -52,13 +52,15 @@ class TopKeys:
                     del keys[0]
                     self._members.discard(self._states.pop(0))
 
-    def discard(self, state: RequestState) -> None:
-        """``state`` is no longer active."""
-        if state in self._members:
-            self._members.remove(state)
-            at = bisect_left(self._keys, state.key)
-            del self._keys[at]
-            del self._states[at]
+    def discard(self, states: Iterable[RequestState]) -> None:
+        """``states`` are no longer active."""
+        members = self._members
+        for state in states:
+            if state in members:
+                members.remove(state)
+                at = bisect_left(self._keys, state.key)
+                del self._keys[at]
+                del self._states[at]
 
     def highest(self, active: Iterable[RequestState]) -> RequestState:
         """The request with the highest key; ``active`` must be every active
