@@ -92,5 +92,4 @@ def _loader(runtime: WeightRuntime, layer: int, intermediate: int):
 
 
 def _release(expert: int, loaded) -> None:
-    for guard in loaded[1]:
-        guard.release()
+    loaded[1].release()

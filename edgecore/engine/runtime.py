@@ -160,37 +160,39 @@ class WeightRuntime:
         return w
 
     def load_expert(self, layer: int, expert: int, intermediate: int):
-        """One expert's (gate, up, down) as float32 copies in pool buffers,
-        for an expert cache. The mapped source pages are dropped right after
-        copying: experts are never used in place, because the kernel maps
-        file pages in large folios and a single expert's range would drag its
-        neighbours into this process. Returns (weights, guards)."""
+        """One expert's (gate [I, d], up [I, d], down [d, I]) as float32
+        copies in one pool buffer, for an expert cache. The mapped source
+        pages are dropped right after copying: experts are never used in
+        place, because the kernel maps file pages in large folios and a single
+        expert's range would drag its neighbours into this process. Returns
+        ((gate, up, down), guard)."""
         layout = self.layouts[layer]
-        if layout.experts:
-            names = {r: layout.experts[expert][w].name for r, w in (("gate", "w1"), ("up", "w3"), ("down", "w2"))}
-            sources = {r: self.weights[n] for r, n in names.items()}
-        else:
-            names = {"gate": layout.tensors["moe.gate_up"].name, "down": layout.tensors["moe.down"].name}
-            gate_up = self.weights[names["gate"]][expert]
-            sources = {"gate": gate_up[:intermediate], "up": gate_up[intermediate:],
-                       "down": self.weights[names["down"]][expert]}
-            names["up"] = names["gate"]
-        guards = []
+        if layout.experts:  # per-expert tensors w1 (gate), w3 (up), w2 (down)
+            names = [layout.experts[expert][w].name for w in ("w1", "w3", "w2")]
+            sources = [self.weights[n] for n in names]
+        else:  # fused: gate_up [E, 2I, d] (gate rows first) and down [E, d, I]
+            names = [layout.tensors["moe.gate_up"].name, layout.tensors["moe.down"].name]
+            sources = [self.weights[n][expert] for n in names]
+        d = sources[-1].shape[0]
+        size = intermediate * d
+        guard = self.pool.allocate(3 * size, np.float32, label=f"{layout.name}.expert{expert}")
+        flat = guard.array
         try:
-            for role in ("gate", "up", "down"):
-                src = sources[role]
-                guard = self.pool.allocate(src.shape, np.float32, label=f"{layout.name}.expert{expert}.{role}")
-                guards.append(guard)
-                to_float32(src, dtype=self.weights.info(names[role]).dtype, out=guard.array)
+            at = 0
+            for name, src in zip(names, sources, strict=True):
+                to_float32(src, dtype=self.weights.info(name).dtype, out=flat[at:at + src.size])
+                at += src.size
         except BaseException:
-            for guard in guards:
-                guard.release()
+            guard.release()
             raise
         finally:
             del sources
-            for name in set(names.values()):
+            for name in names:
                 self.weights.drop(name)
-        return tuple(g.array for g in guards), guards
+        gate = flat[:size].reshape(intermediate, d)
+        up = flat[size:2 * size].reshape(intermediate, d)
+        down = flat[2 * size:].reshape(d, intermediate)
+        return (gate, up, down), guard
 
     def prefetch_layers(self, layers: list[int]) -> Future:
         """Load on the background thread; the Future's result() re-raises."""

@@ -4,7 +4,15 @@ See docs/weights-and-memory.md.
 """
 
 from edgecore.memory.footprint import Footprint, read_status, reset_peak_rss, sample_footprint
-from edgecore.memory.pool import MemoryBudgetError, MemoryPool, PoolBuffer, PoolStats, Reservation, size_class
+from edgecore.memory.pool import (
+    MemoryBudgetError,
+    MemoryPool,
+    PoolBuffer,
+    PoolStats,
+    Reservation,
+    held_bytes,
+    size_class,
+)
 from edgecore.memory.sizes import format_size, parse_size
 
 __all__ = [
@@ -19,5 +27,6 @@ __all__ = [
     "read_status",
     "reset_peak_rss",
     "sample_footprint",
+    "held_bytes",
     "size_class",
 ]

@@ -71,6 +71,12 @@ def size_class(nbytes: int) -> int:
     return size
 
 
+def held_bytes(nbytes: int) -> int:
+    """What one buffer of ``nbytes`` counts against a pool's budget (size
+    class plus alignment): what a plan must set aside per buffer."""
+    return _held_for(size_class(nbytes))
+
+
 def _held_for(klass: int) -> int:
     """Bytes a buffer of class ``klass`` really takes: a heap buffer is
     over-allocated by ALIGNMENT to be aligned; a mapping is page-aligned."""

@@ -1,7 +1,7 @@
 """Plans for MoE models whose experts do not all fit the budget.
 
 The budget is split in two: an expert cache of C experts per MoE layer
-(C * expert_bytes each, C from E down to top_k), and the rest, which holds
+(C pool buffers of one expert each, C from E down to top_k), and the rest, which holds
 the dense part (attention, router, norms, embeddings, head) planned as
 usual by `make_plan` on the graph without experts. Every C that leaves a
 valid dense plan is a candidate; the one with the least expected weight
@@ -18,6 +18,7 @@ would otherwise stream on every step. Ties go to the larger cache.
 
 from __future__ import annotations
 
+from edgecore.memory import held_bytes
 from edgecore.models.graph import LayerGraph
 from edgecore.planner.plan import BudgetTooSmall, Plan, PlanError, _mib, make_plan
 
@@ -43,7 +44,8 @@ def plan_with_expert_cache(graph: LayerGraph, budget: int | None, *, capacity: i
         capacities = [capacity]
     else:
         capacities = list(range(num_experts, top_k - 1, -1))
-    per_expert = cached.moe_layers * cached.expert_bytes
+    # an expert is one pool buffer: count what the pool will hold for it
+    per_expert = cached.moe_layers * held_bytes(cached.expert_bytes)
     candidates: list[tuple[float, int, Plan]] = []
     failure: BudgetTooSmall | None = None
     for c in capacities:
@@ -69,8 +71,8 @@ def plan_with_expert_cache(graph: LayerGraph, budget: int | None, *, capacity: i
         need = dense_min + per_expert * c
         raise BudgetTooSmall(
             f"budget {_mib(budget)} is too small for an expert cache: {cached.moe_layers} MoE layers x {c} "
-            f"experts x {_mib(cached.expert_bytes)} ({_mib(per_expert * c)}) plus the smallest plan for the "
-            f"rest of the model ({_mib(dense_min)}); minimum {_mib(need)}", need,
+            f"experts x {_mib(held_bytes(cached.expert_bytes))} ({_mib(per_expert * c)}) plus the smallest plan "
+            f"for the rest of the model ({_mib(dense_min)}); minimum {_mib(need)}", need,
             failure.layer if failure is not None else None)
     return min(candidates, key=lambda t: (t[0], t[1]))[2]
 

@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 from support.models import build, reference_greedy, reference_logits  # noqa: E402
 
 from edgecore import Engine  # noqa: E402
+from edgecore.memory import held_bytes  # noqa: E402
 from edgecore.planner import BudgetTooSmall, minimum_budget, plan_with_expert_cache  # noqa: E402
 
 CFG = dict(vocab_size=400, hidden_size=64, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
@@ -62,7 +63,7 @@ def test_budget_too_small_for_all_experts_uses_a_cache_and_holds_the_budget(mixt
         plan = engine.plan
         assert 2 <= plan.expert_capacity < 8
         assert plan.peak_bytes <= budget
-        assert plan.expert_cache_bytes == graph.moe_layers * plan.expert_capacity * graph.expert_bytes
+        assert plan.expert_cache_bytes == graph.moe_layers * plan.expert_capacity * held_bytes(graph.expert_bytes)
         result = engine.generate(PROMPT[:6], max_new_tokens=24)
         assert result.tokens == reference_greedy(ref, PROMPT[:6], 24)
         assert engine.pool.stats().peak <= budget
@@ -87,7 +88,8 @@ def test_expert_cache_needs_top_k_experts_per_layer(mixtral):
         graph = probe.model.graph
     run = dict(context_tokens=96, step_tokens=32, strategy="sequential")
     dense_floor, _ = minimum_budget(graph.with_experts_cached(), **run)
-    floor = dense_floor + graph.moe_layers * 2 * graph.expert_bytes  # top_k=2 experts per MoE layer
+    # top_k=2 experts per MoE layer, each one pool buffer
+    floor = dense_floor + graph.moe_layers * 2 * held_bytes(graph.expert_bytes)
     plan = plan_with_expert_cache(graph, floor, **run)
     assert plan.expert_capacity == 2 and plan.peak_bytes <= floor
     with pytest.raises(BudgetTooSmall, match="expert cache") as info:
