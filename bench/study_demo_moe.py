@@ -21,11 +21,13 @@ bench/results/demo_moe_study.png.
 
     python bench/study_demo_moe.py            # full run (about 10 minutes on 2 cores)
     python bench/study_demo_moe.py --quick    # smaller, for a smoke test
+    python bench/study_demo_moe.py --speed-only   # re-measure decode speed only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -43,7 +45,7 @@ SLICE = Path(__file__).resolve().parents[1] / "tests" / "demo" / "heldout_slice.
 WINDOW = 257
 CAPACITIES = (2, 4, 6)
 POLICIES = ("lru", "lfu", "affinity")
-BONUSES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+BONUSES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 1.0, 1.5, 2.0)
 TARGET_HIT_RATE, TARGET_GATE_MASS, TARGET_LOSS_INCREASE = 0.70, 0.95, 0.01
 
 
@@ -140,7 +142,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=int, default=16, help="held-out windows of 257 bytes (default all 16)")
     parser.add_argument("--rounds", type=int, default=5, help="decode-speed rounds (default 5)")
     parser.add_argument("--quick", action="store_true", help="a small run for a smoke test")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only re-measure decode speed, updating it in the existing JSON")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        with threads(1):
+            speed = decode_speed(args.rounds, 200)
+        print(table(speed, [("experts", "experts"), ("decode_tok_s", "tok/s"), ("vs_all", "vs all"),
+                            ("hit_rate", "hit rate")]))
+        payload = json.loads((RESULTS / f"{NAME}.json").read_text())
+        payload.pop("machine", None), payload.pop("unix_time", None)
+        write_json(NAME, {**payload, "decode_speed": speed})
+        return
     bonuses, capacities = BONUSES, CAPACITIES
     if args.quick:
         args.windows, args.rounds, bonuses, capacities = 2, 1, (0.0, 1.0), (4,)
