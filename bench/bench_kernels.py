@@ -10,13 +10,14 @@ interleaved rounds (see common.compare); ratios are taken within one run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare, read_bandwidth, table, threads, write_json  # noqa: E402
+from common import RESULTS, compare, read_bandwidth, table, threads, write_json  # noqa: E402
 
 from edgecore import ops  # noqa: E402
 
@@ -54,7 +55,7 @@ def bench_linear(n_threads: int, shapes, ms, rounds: int) -> list[dict]:
 
                 cands["torch"] = torch_linear
             with threads(n_threads):
-                t = compare(cands, rounds=rounds, min_time=0.005)
+                t = compare(cands, rounds=rounds, min_time=0.005, settle=0.3 if n_threads > 1 else 0.0)
             floor = w.nbytes / bw
             best_ref = min(v for name, v in t.items() if name != "edgecore")
             rows.append({
@@ -191,6 +192,12 @@ def main():
         print("\nema_update (microseconds per call from Python, 2 activated ids)")
         print(table(rows, [("E", "E"), ("edgecore_us", "edgecore us"), ("numpy_us", "numpy us"),
                            ("vs_numpy", "/numpy")]))
+    previous = RESULTS / f"{args.out}.json"
+    if args.only and previous.exists():  # re-measured sections replace theirs; the rest is kept
+        kept = json.loads(previous.read_text())
+        for key in ("machine", "unix_time"):
+            kept.pop(key, None)
+        results = {**kept, **results}
     print(f"\nwrote {write_json(args.out, results)}")
 
 

@@ -32,10 +32,16 @@ def time_call(fn, min_time: float = 0.002) -> float:
         n *= 2 if dt == 0 else max(2, min(100, int(min_time / dt * 1.5)))
 
 
-def compare(candidates: dict, rounds: int = 7, min_time: float = 0.002) -> dict:
+def compare(candidates: dict, rounds: int = 7, min_time: float = 0.002, settle: float = 0.0) -> dict:
     """Median seconds per call for each candidate, measured side by side:
     each round times every candidate once (in rotating order) so drift and
-    noise on a shared machine hit all of them alike."""
+    noise on a shared machine hit all of them alike.
+
+    settle: seconds to sleep before timing each candidate (followed by an
+    untimed batch). Multi-threaded libraries keep their workers spinning after a call
+    (OpenBLAS for up to ~0.1 s, OpenMP for milliseconds); on a machine with
+    as many cores as threads, the previous candidate's spinning workers would
+    steal the cores the next one is timed on. Use it for multi-thread runs."""
     names = list(candidates)
     for fn in candidates.values():  # warm up caches, pools, lazy init
         fn()
@@ -43,6 +49,9 @@ def compare(candidates: dict, rounds: int = 7, min_time: float = 0.002) -> dict:
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
+            if settle:
+                time.sleep(settle)
+                time_call(candidates[name], min_time)  # untimed: wake its workers, refill caches
             samples[name].append(time_call(candidates[name], min_time))
     return {name: statistics.median(v) for name, v in samples.items()}
 
@@ -77,6 +86,8 @@ def read_bandwidth(nbytes: int, n_threads: int = 1, rounds: int = 7) -> float:
 
     words = max(1024, nbytes // 8)
     buf = np.ones(words, np.uint64)
+    if n_threads > 1:
+        time.sleep(0.3)  # let other libraries' spinning workers park (see compare)
     parts = np.array_split(buf, n_threads)
     with ThreadPoolExecutor(n_threads) as ex:
 
