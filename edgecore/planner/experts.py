@@ -44,12 +44,13 @@ def plan_with_expert_cache(graph: LayerGraph, budget: int | None, *, capacity: i
         capacities = [capacity]
     else:
         capacities = list(range(num_experts, top_k - 1, -1))
-    # an expert is one pool buffer: count what the pool will hold for it
-    per_expert = cached.moe_layers * held_bytes(cached.expert_bytes)
+    # one more expert in every MoE layer's cache; an expert is one pool
+    # buffer, so count what the pool will hold for it
+    per_slot = cached.moe_layers * held_bytes(cached.expert_bytes)
     candidates: list[tuple[float, int, Plan]] = []
     failure: BudgetTooSmall | None = None
     for c in capacities:
-        reserve = per_expert * c
+        reserve = per_slot * c
         try:
             plan = make_plan(cached, None if budget is None else budget - reserve, **plan_kwargs)
         except (BudgetTooSmall, PlanError) as exc:
@@ -60,18 +61,16 @@ def plan_with_expert_cache(graph: LayerGraph, budget: int | None, *, capacity: i
         plan.expert_capacity = c
         plan.expert_cache_bytes = reserve
         plan.validate()
-        miss = 1.0 - c / num_experts
-        traffic = plan.streamed_bytes_per_step + cached.moe_layers * top_k * miss * cached.expert_bytes
-        candidates.append((traffic, -c, plan))
+        candidates.append((expected_traffic(plan, cached), -c, plan))
         if budget is None or plan.streamed_bytes_per_step == 0:
             break  # nothing streams: a smaller cache cannot move less
     if not candidates:
         c = capacities[-1]
         dense_min = failure.minimum_bytes if failure is not None else 0
-        need = dense_min + per_expert * c
+        need = dense_min + per_slot * c
         raise BudgetTooSmall(
             f"budget {_mib(budget)} is too small for an expert cache: {cached.moe_layers} MoE layers x {c} "
-            f"experts x {_mib(held_bytes(cached.expert_bytes))} ({_mib(per_expert * c)}) plus the smallest plan "
+            f"experts x {_mib(held_bytes(cached.expert_bytes))} ({_mib(per_slot * c)}) plus the smallest plan "
             f"for the rest of the model ({_mib(dense_min)}); minimum {_mib(need)}", need,
             failure.layer if failure is not None else None)
     return min(candidates, key=lambda t: (t[0], t[1]))[2]
