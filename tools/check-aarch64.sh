@@ -19,6 +19,10 @@
 #      pytest on the kernel and platform tests with QEMU_CPU pinned to a core
 #      without SVE; the run fails unless NEON was the tier under test.
 #
+# Exit status: 0 passed; 1 the project failed (build, repair, tests, NEON
+# not under test) or bad arguments; 77 this machine cannot run the check
+# (packages, binfmt_misc or the network to Debian/PyPI unavailable).
+#
 # Environment knobs (defaults in brackets):
 #   EDGECORE_AARCH64_CACHE    rootfs + venvs, outside the repo [/var/cache/edgecore-aarch64]
 #   EDGECORE_AARCH64_BUILD    cross | native                            [cross]
@@ -58,6 +62,10 @@ LOCKED=
 
 say() { printf '[check-aarch64 %4ss] %s\n' "$((SECONDS - START))" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# The machine cannot run the check (no packages, no binfmt_misc, no network
+# to Debian or PyPI): exit 77, which .ci/run reports as a loud skip. Anything
+# about the project itself (build, repair, tests, NEON not run) is `die`.
+unavailable() { say "UNAVAILABLE: $*"; exit 77; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -101,7 +109,11 @@ cleanup() {
         [ -d "$ROOTFS/build" ] && rm -rf --one-file-system "$ROOTFS/build"
     fi
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
-    [ "$rc" = 0 ] || say "FAILED (exit $rc)"
+    case $rc in
+        0) ;;
+        77) say "not run: this machine cannot run the check (exit 77)" ;;
+        *) say "FAILED (exit $rc)" ;;
+    esac
     exit "$rc"
 }
 trap cleanup EXIT
@@ -152,11 +164,11 @@ command -v update-binfmts >/dev/null || need+=(binfmt-support)
 [ "$BUILD_MODE" = cross ] && ! command -v aarch64-linux-gnu-gcc >/dev/null && need+=(gcc-aarch64-linux-gnu)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing host packages: ${need[*]}"
-    command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
+    command -v apt-get >/dev/null || unavailable "missing ${need[*]} and no apt-get to install them"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q --no-install-recommends "${need[@]}" >"$WORK/apt.log" 2>&1 ||
         { apt-get update -q >>"$WORK/apt.log" 2>&1 && apt-get install -y -q --no-install-recommends "${need[@]}" >>"$WORK/apt.log" 2>&1; } ||
-        { cat "$WORK/apt.log" >&2; die "apt-get install ${need[*]} failed"; }
+        { cat "$WORK/apt.log" >&2; unavailable "apt-get install ${need[*]} failed"; }
 fi
 
 # ---- 2. binfmt_misc ------------------------------------------------------------
@@ -173,25 +185,28 @@ binfmt_entry() { # the first *enabled* entry for arm64 ELF, whatever its name
 setup_binfmt() {
     if ! mountpoint -q "$BINFMT"; then
         say "mounting binfmt_misc"
-        mount -t binfmt_misc binfmt_misc "$BINFMT"
+        mount -t binfmt_misc binfmt_misc "$BINFMT" || unavailable "cannot mount binfmt_misc on $BINFMT"
     fi
-    [ "$(cat "$BINFMT/status")" = enabled ] || { say "enabling binfmt_misc"; echo 1 >"$BINFMT/status"; }
+    [ "$(cat "$BINFMT/status")" = enabled ] || {
+        say "enabling binfmt_misc"
+        echo 1 >"$BINFMT/status" || unavailable "cannot enable binfmt_misc"
+    }
     if ! ENTRY=$(binfmt_entry); then
         local e
         for e in "$BINFMT"/*; do # a disabled arm64 entry: switch it back on
             case ${e##*/} in register | status) continue ;; esac
-            grep -q "^magic $AARCH64_ELF_MAGIC" "$e" && { say "enabling ${e##*/}"; echo 1 >"$e"; }
+            grep -q "^magic $AARCH64_ELF_MAGIC" "$e" && { say "enabling ${e##*/}"; echo 1 >"$e" || true; }
         done
         ENTRY=$(binfmt_entry) || {
             say "registering qemu-aarch64 with binfmt_misc"
             update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
             ENTRY=$(binfmt_entry) ||
                 if [ -f /usr/lib/binfmt.d/qemu-aarch64.conf ]; then
-                    grep -v '^#' /usr/lib/binfmt.d/qemu-aarch64.conf >"$BINFMT/register"
+                    grep -v '^#' /usr/lib/binfmt.d/qemu-aarch64.conf >"$BINFMT/register" || true
                 else
-                    echo ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' >"$BINFMT/register"
+                    echo ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' >"$BINFMT/register" || true
                 fi
-            ENTRY=$(binfmt_entry) || die "could not register an arm64 entry in $BINFMT"
+            ENTRY=$(binfmt_entry) || unavailable "could not register an arm64 entry in $BINFMT"
         }
     fi
     INTERP=$(sed -n 's/^interpreter //p' "$ENTRY")
@@ -223,7 +238,7 @@ if [ "$(cat "$ROOTFS/.edgecore-stamp" 2>/dev/null)" != "$STAMP" ]; then
     # minutes here), and nothing in this rootfs needs them. It makes /dev nodes.
     run mmdebstrap --quiet --variant=extract --architectures=arm64 --include="$ROOTFS_PACKAGES" \
         "$SUITE" "$PARTIAL" "$MIRROR" >"$WORK/mmdebstrap.log" 2>&1 ||
-        { tail -n 30 "$WORK/mmdebstrap.log" >&2; die "mmdebstrap failed"; }
+        { tail -n 30 "$WORK/mmdebstrap.log" >&2; unavailable "mmdebstrap failed"; }
     # What base-passwd's maintainer script would have written, for getpwuid(0).
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$PARTIAL/etc/passwd"
     printf 'root:x:0:\n' >"$PARTIAL/etc/group"
@@ -232,7 +247,7 @@ if [ "$(cat "$ROOTFS/.edgecore-stamp" 2>/dev/null)" != "$STAMP" ]; then
     mv "$PARTIAL" "$ROOTFS"
 fi
 install_interpreter "$ROOTFS"
-chroot "$ROOTFS" /bin/true || die "arm64 binaries do not run in $ROOTFS: check ${ENTRY}"
+chroot "$ROOTFS" /bin/true || unavailable "arm64 binaries do not run in $ROOTFS: check ${ENTRY}"
 
 # Per-run mounts: /proc and a private /dev/shm. No /dev bind mount: mmdebstrap
 # made static device nodes, and `rm -rf` of a rootfs must never reach host /dev.
@@ -265,7 +280,7 @@ if ! cmp -s "$WORK/requirements.txt" "$ROOTFS/opt/venv/.edgecore-requirements"; 
     # --no-compile: byte-compiling everything under emulation costs minutes;
     # modules are compiled when first imported, and that stays in the cache.
     in_rootfs pip install -q --no-compile -r /opt/requirements.txt >"$WORK/pip.log" 2>&1 ||
-        { cat "$WORK/pip.log" >&2; die "pip install in the rootfs failed"; }
+        { cat "$WORK/pip.log" >&2; unavailable "pip install in the rootfs failed"; }
     cp "$WORK/requirements.txt" "$ROOTFS/opt/venv/.edgecore-requirements"
 fi
 
@@ -302,7 +317,7 @@ if [ "$BUILD_MODE" = cross ]; then
         rm -rf "$HOSTVENV"
         "$HOSTPY" -m venv "$HOSTVENV"
         "$HOSTVENV/bin/pip" install -q -r "$WORK/build-requirements.txt" >"$WORK/pip.log" 2>&1 ||
-            { cat "$WORK/pip.log" >&2; die "pip install in $HOSTVENV failed"; }
+            { cat "$WORK/pip.log" >&2; unavailable "pip install in $HOSTVENV failed"; }
         cp "$WORK/build-requirements.txt" "$HOSTVENV/.edgecore-requirements"
     fi
     # The target's sysconfig (EXT_SUFFIX .cpython-3XY-aarch64-linux-gnu.so,
