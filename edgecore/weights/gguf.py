@@ -39,9 +39,13 @@ class GGUFFile(Mapping):
     ``metadata_types`` gives each key's GGUF type ("UINT32",
     "ARRAY[FLOAT32]", ...).
 
-    Closing releases the file as ``SafetensorsFile.close`` does: the
-    mapping goes at once, or when the last view (metadata arrays included)
-    is garbage collected. Names, infos and metadata stay readable.
+    Closing releases the file as ``SafetensorsFile.close`` does: no new
+    views; the mapping goes at once, or when the last view is garbage
+    collected. The metadata arrays are views too, so the mapping (and the
+    descriptor ``mmap`` holds) usually lives until this object's metadata
+    is gone; close() therefore also drops every page of the file from this
+    process. Surviving views stay valid (a read faults its pages back in).
+    Names, infos and metadata stay readable.
     """
 
     def __init__(self, path: Path, fd: int, mapping: FileMapping, header: GGUFHeader):
@@ -172,6 +176,10 @@ class GGUFFile(Mapping):
             if self._closed:
                 return
             self._closed = True
+            # The metadata arrays are views of the mapping too, so it usually
+            # outlives close(); give its pages back now (clean file pages: a
+            # surviving view that is read again faults them back in).
+            self._mapping.drop(*self._whole_file())
             self._mapping.close()
             self._close_fd()
 
@@ -203,10 +211,13 @@ class GGUFFile(Mapping):
     def _range(self, name: str | None) -> tuple[int, int]:
         self._check_open()
         if name is None:
-            # whole pages: the RAM the mapping holds, its partial last page included
-            return 0, -(-self._header.file_size // PAGE_SIZE) * PAGE_SIZE
+            return self._whole_file()
         info = self._lookup(name)
         return info.begin, info.end
+
+    def _whole_file(self) -> tuple[int, int]:
+        # whole pages: the RAM the mapping holds, its partial last page included
+        return 0, -(-self._header.file_size // PAGE_SIZE) * PAGE_SIZE
 
 
 def load_gguf(path: str | os.PathLike) -> GGUFFile:
