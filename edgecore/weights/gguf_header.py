@@ -37,11 +37,17 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 PREFIX_BYTES = 24  # magic, version and the two counts
 DEFAULT_ALIGNMENT = 32
-# Real headers are small next to this: Gemma 3's 262 144-token vocabulary
-# makes a 6.5 MB header. The limit bounds what a hostile file can make the
-# parser build (Python strings and lists cost a few times their file bytes).
+# Limits far above real files that bound what a hostile header can make the
+# parser build: Python objects cost several times their bytes in the file
+# (measured worst case at these limits: about 0.6 GB, for a header that is
+# nothing but 2-byte strings). For scale: Gemma 3's 262 144-token vocabulary
+# makes a 6.5 MB header; real files have a few dozen keys and at most some
+# ten thousand tensors (Arctic's per-expert tensors: 13 440).
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+MAX_KEYS = 1 << 16
+MAX_TENSORS = 1 << 18
 MAX_ARRAY_DEPTH = 8  # arrays of arrays; real files use none
+MAX_NESTED_ARRAYS = 1 << 16  # arrays inside arrays, in the whole header
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ELEMENTS = 2**63 - 1  # ggml counts elements and bytes in int64
 # Token strings are the vocabulary's bytes, and byte-level or SentencePiece
@@ -170,6 +176,9 @@ def parse_header(mapping: FileMapping, path: Path) -> GGUFHeader:
     try:
         reader = _Reader(buffer, path, size)
         reader.pos = PREFIX_BYTES
+        if tensor_count > MAX_TENSORS or kv_count > MAX_KEYS:
+            raise GGUFError(path, "counts", f"{tensor_count} tensors and {kv_count} metadata keys exceed the "
+                            f"limits of {MAX_TENSORS} tensors and {MAX_KEYS} keys")
         reader.bound_count(tensor_count * _MIN_TENSOR_INFO + kv_count * _MIN_KV, "counts",
                            f"{tensor_count} tensors and {kv_count} metadata keys")
         metadata, metadata_types = _read_metadata(reader, kv_count, mapping)
@@ -196,6 +205,7 @@ class _Reader:
         self.file_size = file_size
         self.end = min(file_size, MAX_HEADER_BYTES)
         self.pos = 0
+        self.nested_arrays = 0
 
     def fail(self, rule: str, message: str, **where: str | None) -> GGUFError:
         return GGUFError(self.path, rule, message, **where)
@@ -294,6 +304,10 @@ def _read_array(reader: _Reader, key: str, mapping: FileMapping, errors: str, de
         return _read_strings(reader, count, key, errors), type_name
     if itype == ARRAY:
         reader.bound_count(count * _MIN_ARRAY, "array-length", f"{count} arrays", key=key)
+        reader.nested_arrays += count
+        if reader.nested_arrays > MAX_NESTED_ARRAYS:
+            raise reader.fail("array-length", f"the header nests more than {MAX_NESTED_ARRAYS} arrays inside "
+                              f"arrays", key=key)
         return [_read_array(reader, key, mapping, errors, depth + 1)[0] for _ in range(count)], type_name
     dtype = VALUE_TYPES[itype][2]
     assert dtype is not None

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from support.gguf_files import Layout, Q, V, gguf, patch, u32, u64, write_gguf
 
-from edgecore.weights import GGUFError, load_gguf
+from edgecore.weights import GGUFError, gguf_header, load_gguf
 from edgecore.weights import gguf as gguf_module
-from edgecore.weights import gguf_header
 
 DEPTH_BOMB_LEVELS = 10_000  # arrays of arrays, far past Python's recursion limit
 
@@ -107,10 +106,18 @@ def test_big_endian_file_is_refused_by_name(tmp_path):
     expect(path, "byte-order", "big-endian")
 
 
-@pytest.mark.parametrize("field, value", [(8, 2**64 - 1), (16, 2**64 - 1), (16, 2**40), (8, 2**30)],
-                         ids=["tensors-max", "kv-max", "kv-2^40", "tensors-2^30"])
-def test_counts_bounded_by_the_file(crafted, field, value):
-    expect(crafted({field: u64(value)}), "counts", "need at least")
+@pytest.mark.parametrize("field, value, fragment", [
+    (8, 200_000, "need at least"), (16, 60_000, "need at least"),    # under the limits, over the file
+    (8, 2**64 - 1, "exceed the limits"), (16, 2**40, "exceed the limits"),
+], ids=["tensors", "keys", "tensors-2^64-1", "keys-2^40"])
+def test_counts_bounded_by_the_file(crafted, field, value, fragment):
+    expect(crafted({field: u64(value)}), "counts", fragment)
+
+
+@pytest.mark.parametrize("limit", ["MAX_TENSORS", "MAX_KEYS"])
+def test_counts_above_the_limits(base, monkeypatch, limit):
+    monkeypatch.setattr(gguf_header, limit, 2)
+    expect(base[0], "counts", "exceed the limits of")
 
 
 # ---- lengths and truncation -----------------------------------------------------------------
@@ -177,6 +184,11 @@ def test_nested_arrays_bounded_in_depth(crafted, base):
     _, layout = base
     edits = {layout.array_item_type("test.blob"): u32(9), layout.array_count("test.blob"): u64(1)}
     expect(crafted(edits), "array-depth", f"more than {gguf_header.MAX_ARRAY_DEPTH} deep", key="test.blob")
+
+
+def test_arrays_inside_arrays_bounded_in_number(base, monkeypatch):
+    monkeypatch.setattr(gguf_header, "MAX_NESTED_ARRAYS", 1)  # test.nested holds two
+    expect(base[0], "array-length", "more than 1 arrays inside arrays", key="test.nested")
 
 
 def test_nesting_up_to_the_bound_loads(tmp_path):
