@@ -1,8 +1,8 @@
 """`load_gguf`: a GGUF file as a mapping of zero-copy tensor views.
 
-Opening maps the file and validates its whole header (gguf_header.py);
-tensor data is not touched until a view of it is read. ``GGUFFile`` has the
-interface of ``SafetensorsFile`` (names, ``info``, views, residency
+Opening maps the file and validates its whole header (gguf_header.py,
+gguf_metadata.py); tensor data is not touched until a view of it is read.
+``GGUFFile`` has the interface of ``SafetensorsFile`` (names, ``info``, views, residency
 control), so the engine's weight runtime can hold either.
 """
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from support.gguf_files import Layout, Q, V, gguf, patch, u32, u64, write_gguf
 
-from edgecore.weights import GGUFError, gguf_header, load_gguf
+from edgecore.weights import GGUFError, gguf_header, gguf_metadata, load_gguf
 from edgecore.weights import gguf as gguf_module
 
 DEPTH_BOMB_LEVELS = 10_000  # arrays of arrays, far past Python's recursion limit
@@ -183,11 +183,11 @@ def test_nested_arrays_bounded_in_depth(crafted, base):
     # without the bound this would be a RecursionError (or a crash)
     _, layout = base
     edits = {layout.array_item_type("test.blob"): u32(9), layout.array_count("test.blob"): u64(1)}
-    expect(crafted(edits), "array-depth", f"more than {gguf_header.MAX_ARRAY_DEPTH} deep", key="test.blob")
+    expect(crafted(edits), "array-depth", f"more than {gguf_metadata.MAX_ARRAY_DEPTH} deep", key="test.blob")
 
 
 def test_arrays_inside_arrays_bounded_in_number(base, monkeypatch):
-    monkeypatch.setattr(gguf_header, "MAX_NESTED_ARRAYS", 1)  # test.nested holds two
+    monkeypatch.setattr(gguf_metadata, "MAX_NESTED_ARRAYS", 1)  # test.nested holds two
     expect(base[0], "array-length", "more than 1 arrays inside arrays", key="test.nested")
 
 
@@ -198,7 +198,7 @@ def test_nesting_up_to_the_bound_loads(tmp_path):
             value = [value]
         return value
 
-    depth = gguf_header.MAX_ARRAY_DEPTH
+    depth = gguf_metadata.MAX_ARRAY_DEPTH
     ok = write_gguf(tmp_path / "ok.gguf", {}, {"n": (nested(depth), V.ARRAY, V.ARRAY)})
     with load_gguf(ok) as f:
         value = f.metadata["n"]
