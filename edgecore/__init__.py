@@ -18,6 +18,8 @@ _EXPORTS = {
     "Engine": "edgecore.engine",
     "load_safetensors": "edgecore.weights",
     "SafetensorsError": "edgecore.weights",
+    "load_gguf": "edgecore.weights",
+    "GGUFError": "edgecore.weights",
     "MemoryPool": "edgecore.memory",
     "MemoryBudgetError": "edgecore.memory",
     "parse_size": "edgecore.memory",
