@@ -260,6 +260,12 @@ int ec_linear(int wtype, const float *x, const void *w, const float *bias, float
 void ec_linear_f32(const float *x, const float *w, const float *bias, float *y, size_t m, size_t n,
                    size_t k, int transposed, int act) {
     if (m == 0 || n == 0) return;
+    if (ec_threads_for_work((double)m * n * k) <= 1) {
+        /* one thread: straight to the kernel (decode calls are ~100 ns) */
+        const ec_linear_args a = {x, w, bias, y, m, n, k, transposed, act};
+        ec_active->linear_f32(&a, 0, n);
+        return;
+    }
     const ec_linear_out o = {EC_WT_F32, w, bias, y, n, transposed};
     (void)ec_linear_multi(x, m, k, &o, 1, act, 0, NULL, 0); /* f32 cannot fail */
 }
