@@ -188,8 +188,12 @@ def test_simd_variants_agree_with_scalar_kernel(name, config):
     """The same bytes and x through the scalar C kernel and the variant:
     equal within the float32 summation-order bound."""
     rng = np.random.default_rng(NAMES.index(name) + 300)
-    for m, n, k in [(1, 300, k_sizes(name)[-1]), (3, 129, k_sizes(name)[0]), (8, 64, k_sizes(name)[-1]),
-                    (37, 50, k_sizes(name)[1])]:
+    for m, n, k in [
+        (1, 300, k_sizes(name)[-1]),
+        (3, 129, k_sizes(name)[0]),
+        (8, 64, k_sizes(name)[-1]),
+        (37, 50, k_sizes(name)[1]),
+    ]:
         x, w = inputs(rng, m, k), random_weights(rng, name, n, k)
         b = rng.standard_normal(n).astype(np.float32)
         with use(("scalar", ())):

@@ -9,11 +9,12 @@ from edgecore import ops
 
 
 def qkv(rng, k, types):
-    return [random_weights(rng, t, n, k) for t, n in zip(types, (48, 16, 16, 33))]
+    return [random_weights(rng, t, n, k) for t, n in zip(types, (48, 16, 16, 33), strict=True)]
 
 
-@pytest.mark.parametrize("config", [("scalar", ())] + [(t, ()) for t in ops.capabilities()["available"][1:]],
-                         ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "config", [("scalar", ())] + [(t, ()) for t in ops.capabilities()["available"][1:]], ids=lambda c: c[0]
+)
 def test_mixed_types_equal_separate_calls(config, tested_tiers):
     """Every output equals its own linear call bit for bit, whatever shares
     the run (the activations are quantized once per format, identically)."""
@@ -27,14 +28,15 @@ def test_mixed_types_equal_separate_calls(config, tested_tiers):
             x = rng.standard_normal((m, k)).astype(np.float32)
             with use(config, tested_tiers):
                 ys = ops.linear_multi(x, ws, bs, wtypes=types, activation="gelu")
-                for y, w, b, t in zip(ys, ws, bs, types):
+                for y, w, b, t in zip(ys, ws, bs, types, strict=True):
                     np.testing.assert_array_equal(y, ops.linear(x, w, b, wtype=t, activation="gelu"), err_msg=t)
 
 
 @NEEDS_GGUF
 @pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
-@pytest.mark.parametrize("gate, up", [("q4_0", "q4_0"), ("q4_k", "q6_k"), ("f16", "q8_0"), ("f32", "q4_1"),
-                                      ("bf16", "bf16"), ("f32", "f32")])
+@pytest.mark.parametrize(
+    "gate, up", [("q4_0", "q4_0"), ("q4_k", "q6_k"), ("f16", "q8_0"), ("f32", "q4_1"), ("bf16", "bf16"), ("f32", "f32")]
+)
 def test_glu_matches_reference(gate, up, activation):
     rng = np.random.default_rng([NAMES.index(gate), NAMES.index(up)])
     k, n = 512, 70

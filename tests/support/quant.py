@@ -115,8 +115,14 @@ def _f16_bytes(v) -> np.ndarray:
 
 # byte offsets of the f16 scale fields per block: (d, m/dmin or None)
 _SCALE_FIELDS = {
-    "q8_0": (0, None), "q4_0": (0, None), "q5_0": (0, None), "q4_1": (0, 2), "q5_1": (0, 2),
-    "q4_k": (0, 2), "q5_k": (0, 2), "q6_k": (208, None),
+    "q8_0": (0, None),
+    "q4_0": (0, None),
+    "q5_0": (0, None),
+    "q4_1": (0, 2),
+    "q5_1": (0, 2),
+    "q4_k": (0, 2),
+    "q5_k": (0, 2),
+    "q6_k": (208, None),
 }
 
 
