@@ -95,6 +95,12 @@ cdef dict _LINEAR_ERRORS = {
 }
 
 
+# argument names for the messages, built once (a call must not format strings)
+cdef tuple _W_NAMES = tuple(f"weights[{i}]" for i in range(EC_LINEAR_MAX_OUTS))
+cdef tuple _B_NAMES = tuple(f"biases[{i}]" for i in range(EC_LINEAR_MAX_OUTS))
+cdef tuple _O_NAMES = tuple(f"outs[{i}]" for i in range(EC_LINEAR_MAX_OUTS))
+
+
 cdef list _as_wtypes(object wtypes, Py_ssize_t count, str fn):
     """One wtype for every weight, or a sequence of one per weight."""
     if isinstance(wtypes, (str, int, np.integer)):
@@ -129,6 +135,10 @@ def linear_scratch_bytes(wtypes, Py_ssize_t m, Py_ssize_t k):
                              f"{ec_wtype_find(ids[i]).block_elems}, got k={k}")
     ec_linear_scratch_bytes(ids, len(names), m, k, &bytes)
     return bytes
+
+
+cdef int _raise_overlap(str fn, str oname) except -1:
+    raise ValueError(f"{fn}: {oname} must not overlap x, the weights, the biases or another output")
 
 
 cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes, object activation, bint glu,
@@ -170,7 +180,7 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
     arrays = [xa]  # everything the outputs and scratch must not overlap
     results = []
     for o in range(count):
-        wname = "weight" if single else f"weights[{o}]"
+        wname = "weight" if single else _W_NAMES[o]
         t = _wtype(wtypes[o], fn)
         ids[o] = t.id
         wa = _as_array(weights[o], fn, wname)
@@ -183,7 +193,7 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
         c_outs[o].bias = NULL
         b = None if biases is None else biases[o]
         if b is not None:
-            bname = "bias" if single else f"biases[{o}]"
+            bname = "bias" if single else _B_NAMES[o]
             ba = _as_array(b, fn, bname)
             _check(ba, cnp.NPY_FLOAT32, fn, bname, False)
             if cnp.PyArray_NDIM(ba) != 1 or cnp.PyArray_DIM(ba, 0) != n:
@@ -193,7 +203,7 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
         if glu and o == 1 and <size_t>n != c_outs[0].n:
             raise ValueError(f"{fn}: glu=True needs gate and up of equal N, got {c_outs[0].n} and {n}")
         y = None if outs is None else outs[o]
-        oname = "out" if single else f"outs[{o}]"
+        oname = "out" if single else _O_NAMES[o]
         if y is None:
             if xnd == 2:
                 dims[0], dims[1] = m, n
@@ -211,10 +221,13 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
         results.append(ya)
 
     for o in range(count):
-        oname = "out" if single else f"outs[{o}]"
-        for a in arrays + results[:o]:
-            if _overlaps(results[o], a):
-                raise ValueError(f"{fn}: {oname} must not overlap x, the weights, the biases or another output")
+        ya = results[o]
+        for a in arrays:
+            if _overlaps(ya, a):
+                _raise_overlap(fn, "out" if single else _O_NAMES[o])
+        for i in range(o):
+            if _overlaps(ya, results[i]):
+                _raise_overlap(fn, _O_NAMES[o])
 
     ec_linear_scratch_bytes(ids, count, m, k, &need)
     if need:
@@ -227,7 +240,7 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
             if have < need:
                 raise ValueError(f"{fn}: scratch has {have} bytes, this call needs {need} "
                                  f"(ops.linear_scratch_bytes)")
-            for a in arrays + results:
+            for a in arrays + results:  # only when the caller passes scratch
                 if _overlaps(sa, a):
                     raise ValueError(f"{fn}: scratch must not overlap x, the weights, the biases or the outputs")
         scratch_ptr = cnp.PyArray_DATA(sa)

@@ -13,6 +13,8 @@ for _i in range(ec_wtype_count()):
 cdef const ec_wtype_info *_wtype(object wtype, str fn) except NULL:
     """The registry entry for a type given by name ("q4_k") or GGML id (12)."""
     cdef const ec_wtype_info *t = NULL
+    if type(wtype) is str and wtype in _WT_ID_BY_NAME:  # the per-call path: one dict lookup
+        return ec_wtype_find(_WT_ID_BY_NAME[wtype])
     if isinstance(wtype, str):
         if wtype.lower() in _WT_ID_BY_NAME:
             t = ec_wtype_find(_WT_ID_BY_NAME[wtype.lower()])

@@ -101,8 +101,9 @@ static void resolve(int active, unsigned features) {
         const int id = r->info->id;
         const ec_qvariant *g = find_weight(chain, n_chain, features, id, SLOT_GEMM, &tier);
         r->gemm = g ? g->gemm : NULL;
-        r->mr = g ? g->mr : 0;
-        r->nr = g ? g->nr : 0;
+        /* a table line outside the driver's limits gets the nearest legal tile */
+        r->mr = g ? (g->mr < 1 ? 1 : g->mr > EC_MR_MAX ? EC_MR_MAX : g->mr) : 0;
+        r->nr = g ? (g->nr < 1 ? 1 : g->nr > EC_NR_MAX ? EC_NR_MAX : g->nr) : 0;
         /* f32 has no micro-kernel: the driver calls the tier's linear_f32 */
         r->chosen.gemm_tier = g ? tier : active;
         r->chosen.gemm_features = g ? g->features : 0;
