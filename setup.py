@@ -160,7 +160,8 @@ class BuildKernels(build_ext):
         macros = [(f"EC_BUILD_{name.upper()}", "1") for name in tiers + features]
         macros.append(("EC_FEATURES_COMPILED", f"{sum(1 << FEATURES[f]['bit'] for f in features)}u"))
         groups = [(TIERS[t]["sources"], TIERS[t]["flags"]) for t in tiers]
-        groups += [(FEATURES[f]["sources"], TIERS[FEATURES[f]["tier"]]["flags"] + FEATURES[f]["flags"]) for f in features]
+        for f in features:
+            groups.append((FEATURES[f]["sources"], TIERS[FEATURES[f]["tier"]]["flags"] + FEATURES[f]["flags"]))
         for ext in self.extensions:
             objects = []
             for pattern, flags in groups:
