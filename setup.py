@@ -63,10 +63,65 @@ TIERS = {
     },
 }
 
+# Sub-features of a tier: sources that need extra instructions (VNNI, BF16,
+# dotprod, i8mm) live in their own folder, are compiled with the tier's flags
+# plus their own, and are kept only if the compiler builds the probe (and the
+# tier itself was kept). The bit is the feature's ec_feature bit in
+# csrc/include/edgecore/kernels.h; the kernels check the CPU at run time.
+FEATURES = {
+    "avx_vnni": {
+        "tier": "avx2",
+        "bit": 0,
+        "flags": ["-mavxvnni"],
+        "sources": "csrc/x86/avx2/avx_vnni/*.c",
+        "probe": """
+            #include <immintrin.h>
+            __m256i probe(__m256i a, __m256i b, __m256i c) { return _mm256_dpbusd_avx_epi32(a, b, c); }""",
+    },
+    "avx512_vnni": {
+        "tier": "avx512",
+        "bit": 1,
+        "flags": ["-mavx512vnni"],
+        "sources": "csrc/x86/avx512/vnni/*.c",
+        "probe": """
+            #include <immintrin.h>
+            __m512i probe(__m512i a, __m512i b, __m512i c) { return _mm512_dpbusd_epi32(a, b, c); }""",
+    },
+    "avx512_bf16": {
+        "tier": "avx512",
+        "bit": 2,
+        "flags": ["-mavx512bf16"],
+        "sources": "csrc/x86/avx512/bf16/*.c",
+        "probe": """
+            #include <immintrin.h>
+            __m512 probe(__m512 a, __m512bh b, __m512bh c) { return _mm512_dpbf16_ps(a, b, c); }""",
+    },
+    "dotprod": {
+        "tier": "neon",
+        "bit": 3,
+        "flags": ["-march=armv8.2-a+dotprod"],
+        "sources": "csrc/arm/neon/dotprod/*.c",
+        "probe": """
+            #include <arm_neon.h>
+            int32x4_t probe(int32x4_t a, int8x16_t b, int8x16_t c) { return vdotq_s32(a, b, c); }""",
+    },
+    "i8mm": {
+        "tier": "neon",
+        "bit": 4,
+        "flags": ["-march=armv8.2-a+dotprod+i8mm"],
+        "sources": "csrc/arm/neon/i8mm/*.c",
+        "probe": """
+            #include <arm_neon.h>
+            int32x4_t probe(int32x4_t a, int8x16_t b, int8x16_t c) { return vmmlaq_s32(a, b, c); }""",
+    },
+}
+
 COMMON_SOURCES = sorted(glob.glob("csrc/common/*.c")) + sorted(glob.glob("csrc/scalar/*.c"))
 INCLUDE_DIRS = ["csrc/include", "csrc", numpy.get_include()]
 # every kernel source and header: a change to any of them relinks the module
 ALL_CSRC = sorted(glob.glob("csrc/**/*.[ch]", recursive=True))
+# the Cython boundary is one module split into included files by op family
+PXI = sorted(glob.glob("edgecore/*.pxi")) + ["edgecore/_kernels.pxd"]
 
 
 class BuildKernels(build_ext):
@@ -83,26 +138,45 @@ class BuildKernels(build_ext):
         return True
 
     def build_extensions(self):
-        tiers = []
+        tiers, features = [], []
         with tempfile.TemporaryDirectory() as tmp:
             for name, tier in TIERS.items():
                 if self.probe(name, tier, tmp):
                     tiers.append(name)
                 else:
                     print(f"edgecore: compiler cannot build the {name} tier; it is left out", file=sys.stderr)
-        print(f"edgecore: building kernel tiers scalar, {', '.join(tiers)}", file=sys.stderr)
+            for name, feature in FEATURES.items():
+                if feature["tier"] not in tiers:
+                    continue
+                flags = TIERS[feature["tier"]]["flags"] + feature["flags"]
+                if self.probe(name, {"probe": feature["probe"], "flags": flags}, tmp):
+                    features.append(name)
+                else:
+                    print(f"edgecore: compiler cannot build the {name} feature; it is left out", file=sys.stderr)
+        print(f"edgecore: building kernel tiers scalar, {', '.join(tiers)}; features: {', '.join(features) or 'none'}",
+              file=sys.stderr)
+        # every object sees which tiers and features are in the build (the
+        # kernel tables list feature variants under #ifdef EC_BUILD_<NAME>)
+        macros = [(f"EC_BUILD_{name.upper()}", "1") for name in tiers + features]
+        macros.append(("EC_FEATURES_COMPILED", f"{sum(1 << FEATURES[f]['bit'] for f in features)}u"))
+        groups = [(TIERS[t]["sources"], TIERS[t]["flags"]) for t in tiers]
+        for f in features:
+            groups.append((FEATURES[f]["sources"], TIERS[FEATURES[f]["tier"]]["flags"] + FEATURES[f]["flags"]))
         for ext in self.extensions:
             objects = []
-            for name in tiers:
-                sources = sorted(glob.glob(TIERS[name]["sources"]))
+            for pattern, flags in groups:
+                sources = sorted(glob.glob(pattern))
+                if not sources:
+                    continue
                 objects += self.compiler.compile(
                     sources,
                     output_dir=self.build_temp,
+                    macros=macros,
                     include_dirs=INCLUDE_DIRS,
-                    extra_postargs=COMMON_FLAGS + TIERS[name]["flags"],
+                    extra_postargs=COMMON_FLAGS + flags,
                     depends=ALL_CSRC,
                 )
-                ext.define_macros.append((f"EC_BUILD_{name.upper()}", "1"))
+            ext.define_macros.extend(macros)
             ext.extra_objects = objects + list(ext.extra_objects or [])
         super().build_extensions()
 
@@ -115,7 +189,7 @@ kernels = Extension(
     extra_compile_args=COMMON_FLAGS,
     extra_link_args=["-pthread"],
     libraries=["m"],
-    depends=ALL_CSRC,
+    depends=ALL_CSRC + PXI,
 )
 
 setup(

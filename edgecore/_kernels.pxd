@@ -38,6 +38,82 @@ cdef extern from "edgecore/kernels.h" nogil:
                               uint64_t *counts, uint64_t *scratch)
     int64_t ec_route_topk_f32(const float *logits, const float *bonus, size_t t,
                               size_t e, size_t k, int32_t *ids, float *weights)
+    # weight types and the linear driver (csrc/common/linear.c, wtypes.c, qdispatch.c)
+    enum:
+        EC_WT_F32
+        EC_AF_F32
+        EC_AF_Q8_32
+        EC_AF_Q8_256
+        EC_AF_COUNT
+        EC_OK
+        EC_ERR_WTYPE
+        EC_ERR_K
+        EC_ERR_SCRATCH
+        EC_ERR_ARG
+        EC_ERR_UNSUPPORTED
+        EC_ERR_ROW
+        EC_FEATURE_COUNT
+        EC_LINEAR_MAX_OUTS
+
+    ctypedef struct ec_wtype_info:
+        int id
+        const char *name
+        size_t block_elems
+        size_t block_bytes
+        int act_format
+        int can_quantize
+
+    int ec_wtype_count()
+    const ec_wtype_info *ec_wtype_at(int index)
+    const ec_wtype_info *ec_wtype_find(int id)
+    size_t ec_wtype_row_bytes(const ec_wtype_info *t, size_t k)
+
+    const char *ec_feature_name(int bit)
+    int ec_feature_tier(int bit)
+    unsigned ec_features_compiled()
+    unsigned ec_features_detected()
+    unsigned ec_features_available()
+    unsigned ec_active_features()
+    int ec_set_active_features(unsigned mask)
+
+    ctypedef struct ec_wvariant_info:
+        int tier
+        unsigned features
+        int has_gemm
+        int has_dequant
+        int mr
+        int nr
+
+    int ec_wtype_variant_count(int id)
+    int ec_wtype_variant(int id, int i, ec_wvariant_info *out)
+
+    ctypedef struct ec_wtype_dispatch:
+        int gemm_tier
+        unsigned gemm_features
+        int dequant_tier
+        unsigned dequant_features
+        int actq_tier
+        unsigned actq_features
+
+    int ec_wtype_dispatch_get(int id, ec_wtype_dispatch *out)
+
+    ctypedef struct ec_linear_out:
+        int wtype
+        const void *w
+        const float *bias
+        float *y
+        size_t n
+        int transposed
+
+    int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, size_t *bytes)
+    int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *outs, size_t n_outs,
+                        int act, int glu, void *scratch, size_t scratch_bytes)
+    size_t ec_act_row_bytes(int format, size_t k)
+    int ec_quantize_activations(int format, const float *x, size_t m, size_t k, void *out)
+    int ec_dequantize_rows(int wtype, const void *w, size_t n_rows, size_t k, const int64_t *rows,
+                           size_t n_sel, float *out, size_t *bad)
+    int ec_quantize(int wtype, const float *x, size_t rows, size_t k, void *out)
+
     void ec_cvt_bf16_f32(const uint16_t *src, float *dst, size_t n)
     void ec_cvt_f16_f32(const uint16_t *src, float *dst, size_t n)
 

@@ -5,6 +5,13 @@ chosen at import from the CPU; ``EDGECORE_ISA`` caps the tier) without the
 GIL. Arguments are checked before any pointer is taken: a wrong dtype, shape,
 layout or value raises TypeError / ValueError naming the argument.
 
+Weights in any registered type (f32, f16, bf16 and GGML's q8_0, q4_0,
+q4_1, q5_0, q5_1, q4_k, q5_k, q6_k blocks; ``weight_types()`` lists them)
+run through one linear driver: ``linear``, ``linear_multi`` (several
+weights sharing x, optionally as a GLU), ``dequantize_rows`` /
+``dequantize`` and ``quantize``. The numerical contract of the quantized
+types (activations quantized to 8 bits per call) is docs/quantization.md.
+
 ``RouterCore`` and ``Routing`` are the compiled core of the memory-aware MoE
 router (``edgecore.moe.MemoryAwareRouter`` builds on them).
 
@@ -18,47 +25,69 @@ from contextlib import contextmanager
 
 from edgecore._kernels import (
     ACTIVATIONS,
+    FORMATS,
     POLICIES,
     RouterCore,
     Routing,
     _use_tier,
     bf16_to_f32,
     capabilities,
+    dequantize,
+    dequantize_rows,
     ema_update,
     f16_to_f32,
     fused_linear,
     get_num_threads,
+    kernel_dispatch,
+    linear,
+    linear_multi,
+    linear_scratch_bytes,
+    quantize,
+    quantize_activations,
     route_topk,
     set_num_threads,
     thread_calibration,
+    weight_types,
 )
 
 __all__ = [
     "ACTIVATIONS",
+    "FORMATS",
     "POLICIES",
     "RouterCore",
     "Routing",
     "bf16_to_f32",
     "capabilities",
+    "dequantize",
+    "dequantize_rows",
     "ema_update",
     "f16_to_f32",
+    "forced_tier",
     "fused_linear",
     "get_num_threads",
+    "kernel_dispatch",
+    "linear",
+    "linear_multi",
+    "linear_scratch_bytes",
+    "quantize",
+    "quantize_activations",
     "route_topk",
     "set_num_threads",
     "thread_calibration",
-    "forced_tier",
+    "weight_types",
 ]
 
 
 @contextmanager
-def forced_tier(name: str):
+def forced_tier(name: str, features=None):
     """Run the enclosed code on one kernel tier ("scalar", "avx2", "avx512",
-    "neon"), then restore the previous one. For tests and debugging: the
-    switch is process-wide and not synchronised with kernels running on
-    other threads. Raises ValueError if the tier is not available here."""
-    previous = _use_tier(name)
+    "neon") with exactly ``features`` enabled (sub-feature names such as
+    "avx512_vnni"; None: every available one the tier may use), then
+    restore the previous setting. For tests and debugging: the switch is
+    process-wide and not synchronised with kernels running on other
+    threads. Raises ValueError if the tier or a feature is not available."""
+    previous_tier, previous_features = _use_tier(name, features)
     try:
         yield name
     finally:
-        _use_tier(previous)
+        _use_tier(previous_tier, previous_features)

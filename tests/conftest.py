@@ -25,6 +25,24 @@ def tier(request):
         yield request.param
 
 
+def _kernel_configs():
+    from support.quant import kernel_configs
+
+    return kernel_configs()
+
+
+@pytest.fixture(params=_kernel_configs(), ids=lambda c: "+".join((c[0],) + tuple(c[1])))
+def kernel_config(request):
+    """Every available (tier, sub-features) combination, forced in turn: each
+    tier plain, with each usable feature alone and with all of them. Tests
+    of one weight type use support.quant.variant_params instead, which keeps
+    only the configs that select a distinct kernel."""
+    tier, features = request.param
+    with ops.forced_tier(tier, list(features)):
+        TIERS_RUN.add(tier)
+        yield request.param
+
+
 @pytest.fixture(scope="session")
 def tested_tiers() -> set[str]:
     """The names the summary lists as tested. A test that runs a tier's kernels

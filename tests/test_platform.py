@@ -26,7 +26,10 @@ ORDER = ["scalar", "avx2", "avx512", "neon"]  # the dispatcher prefers later tie
 ISA_CAP = os.environ.get("EDGECORE_ISA", "").strip().lower()
 
 AT_HWCAP = 16
+AT_HWCAP2 = 26
 HWCAP_ASIMD = 1 << 1
+HWCAP_ASIMDDP = 1 << 20
+HWCAP2_I8MM = 1 << 13
 
 
 def cpuinfo_flags() -> set[str]:
@@ -93,3 +96,48 @@ def test_each_tier_computes_a_linear_layer_like_numpy(tier):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     got_t = edgecore.ops.fused_linear(x, np.ascontiguousarray(w.T), b, transposed=True)
     np.testing.assert_allclose(got_t, ref, rtol=1e-5, atol=1e-5)
+
+
+def getauxval(key: int) -> int:
+    fn = ctypes.CDLL(None).getauxval
+    fn.restype = ctypes.c_ulong
+    fn.argtypes = [ctypes.c_ulong]
+    return fn(key)
+
+
+def expected_features() -> set[str]:
+    """Sub-features the CPU and OS offer, from the same independent sources
+    (Linux lists avx512_vnni / avx_vnni / avx512_bf16 only when usable)."""
+    if IS_X86_64 and sys.platform == "linux":
+        flags = cpuinfo_flags()
+        tiers = expected_available()
+        found = set()
+        if "avx2" in tiers and "avx_vnni" in flags:
+            found.add("avx_vnni")
+        if "avx512" in tiers:
+            found |= {f for f in ("avx512_vnni", "avx512_bf16") if f in flags}
+        return found
+    if IS_AARCH64 and sys.platform == "linux":
+        found = set()
+        if getauxval(AT_HWCAP) & HWCAP_ASIMDDP:
+            found.add("dotprod")
+        if getauxval(AT_HWCAP2) & HWCAP2_I8MM:
+            found.add("i8mm")
+        return found
+    pytest.skip(f"no independent CPU feature source for {MACHINE} on {sys.platform}")
+
+
+def test_detected_features_match_the_cpu():
+    detected = {f["name"] for f in edgecore.capabilities()["features"] if f["detected"]}
+    assert detected == expected_features()
+
+
+def test_features_of_this_architecture_are_compiled():
+    """The probes of setup.py pass with the project's compilers (GCC >= 11
+    on x86-64, the Debian cross GCC on aarch64): every feature of this
+    architecture's tiers is built, none of the other's."""
+    compiled = {f["name"] for f in edgecore.capabilities()["features"] if f["compiled"]}
+    if IS_X86_64:
+        assert compiled == {"avx_vnni", "avx512_vnni", "avx512_bf16"}
+    elif IS_AARCH64:
+        assert compiled == {"dotprod", "i8mm"}

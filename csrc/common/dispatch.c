@@ -7,6 +7,7 @@
  * but the kernel still reports it).
  */
 #include "internal.h"
+#include "qkernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -82,6 +83,19 @@ int ec_cpu_supports(int tier) {
     const int os_zmm = (xcr0 & 0xE0) == 0xE0;
     return avx2 && f && dq && bw && vl && os_zmm;
 }
+
+/* Sub-features (ec_feature bits) of the tiers this CPU supports. */
+static unsigned cpu_features(void) {
+    unsigned a, b, c, d, f = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const unsigned max_subleaf = a;
+    if (ec_cpu_supports(EC_TIER_AVX512) && ((c >> 11) & 1)) f |= EC_FEAT_AVX512_VNNI;
+    if (max_subleaf >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+        if (ec_cpu_supports(EC_TIER_AVX2) && ((a >> 4) & 1)) f |= EC_FEAT_AVX_VNNI;
+        if (ec_cpu_supports(EC_TIER_AVX512) && ((a >> 5) & 1)) f |= EC_FEAT_AVX512_BF16;
+    }
+    return f;
+}
 #elif defined(__aarch64__)
 int ec_cpu_supports(int tier) {
     if (tier == EC_TIER_SCALAR) return 1;
@@ -93,8 +107,22 @@ int ec_cpu_supports(int tier) {
     return 1; /* AArch64 without Linux auxv: Advanced SIMD is mandatory */
 #endif
 }
+
+static unsigned cpu_features(void) {
+#if defined(__linux__)
+    if (!ec_cpu_supports(EC_TIER_NEON)) return 0;
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(26 /* AT_HWCAP2 */);
+    unsigned f = 0;
+    if (hw & (1UL << 20)) f |= EC_FEAT_DOTPROD; /* HWCAP_ASIMDDP */
+    if (hw2 & (1UL << 13)) f |= EC_FEAT_I8MM;   /* HWCAP2_I8MM */
+    return f;
+#else
+    return 0; /* optional extensions: no portable way to ask */
+#endif
+}
 #else
 int ec_cpu_supports(int tier) { return tier == EC_TIER_SCALAR; }
+static unsigned cpu_features(void) { return 0; }
 #endif
 
 int ec_tier_available(int tier) {
@@ -103,9 +131,68 @@ int ec_tier_available(int tier) {
 
 int ec_active_tier(void) { return active_tier; }
 
+/* ---- sub-features ------------------------------------------------------- */
+
+/* In ec_feature bit order. */
+static const struct {
+    const char *name;
+    int tier;
+} features[EC_FEATURE_COUNT] = {
+    {"avx_vnni", EC_TIER_AVX2},   {"avx512_vnni", EC_TIER_AVX512}, {"avx512_bf16", EC_TIER_AVX512},
+    {"dotprod", EC_TIER_NEON},    {"i8mm", EC_TIER_NEON},
+};
+
+/* setup.py sets the bit of every feature whose sources it could build (and
+ * EC_BUILD_<NAME> for the kernel tables' #ifdef sections). */
+#ifndef EC_FEATURES_COMPILED
+#define EC_FEATURES_COMPILED 0u
+#endif
+
+static unsigned active_features = 0;
+
+const char *ec_feature_name(int bit) {
+    return bit >= 0 && bit < EC_FEATURE_COUNT ? features[bit].name : "unknown";
+}
+
+int ec_feature_tier(int bit) { return bit >= 0 && bit < EC_FEATURE_COUNT ? features[bit].tier : -1; }
+
+unsigned ec_features_compiled(void) {
+    unsigned f = 0;
+    for (int i = 0; i < EC_FEATURE_COUNT; i++)
+        if (((EC_FEATURES_COMPILED >> i) & 1u) && ec_tier_compiled(features[i].tier)) f |= 1u << i;
+    return f;
+}
+
+unsigned ec_features_available(void) { return ec_features_compiled() & cpu_features(); }
+
+unsigned ec_active_features(void) { return active_features; }
+
+unsigned ec_features_detected(void) { return cpu_features(); }
+
+int ec_tier_runs(int active, int tier) {
+    return tier == active || tier == EC_TIER_SCALAR || (active == EC_TIER_AVX512 && tier == EC_TIER_AVX2);
+}
+
+/* The available features of the tiers `tier` runs. */
+static unsigned features_usable_by(int tier) {
+    unsigned f = 0;
+    for (int i = 0; i < EC_FEATURE_COUNT; i++)
+        if (ec_tier_runs(tier, features[i].tier)) f |= 1u << i;
+    return f & ec_features_available();
+}
+
+int ec_set_active_features(unsigned mask) {
+    if (mask & ~features_usable_by(active_tier)) return -1;
+    active_features = mask;
+    ec_qdispatch_update(active_tier, mask);
+    return 0;
+}
+
 int ec_set_active_tier(int tier) {
     if (!ec_tier_available(tier)) return -1;
     ec_active = table_for(tier);
     active_tier = tier;
+    active_features = features_usable_by(tier);
+    ec_qdispatch_update(tier, active_features);
     return 0;
 }

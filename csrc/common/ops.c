@@ -1,42 +1,12 @@
 /*
- * Public entry points: split work across threads, validate what only C can
- * validate cheaply, and call the active tier through the dispatch table.
+ * Public entry points of the routing and conversion kernels: split work
+ * across threads, validate what only C can validate cheaply, and call the
+ * active tier through the dispatch table. (The linear driver is linear.c.)
  */
 #include "internal.h"
 
 #include <math.h>
 #include <string.h>
-
-/* Column chunks are multiples of this so every ISA's tiles stay whole. */
-#define N_ALIGN 32
-
-typedef struct {
-    const ec_linear_args *args;
-    size_t n_chunks; /* of N_ALIGN columns */
-} linear_job;
-
-static void linear_task(void *ctx, size_t task, size_t n_tasks) {
-    const linear_job *job = ctx;
-    const size_t c0 = job->n_chunks * task / n_tasks;
-    const size_t c1 = job->n_chunks * (task + 1) / n_tasks;
-    const size_t n0 = c0 * N_ALIGN;
-    size_t n1 = c1 * N_ALIGN;
-    if (n1 > job->args->n) n1 = job->args->n;
-    if (n0 < n1) ec_active->linear_f32(job->args, n0, n1);
-}
-
-void ec_linear_f32_serial(const ec_linear_args *a) { ec_active->linear_f32(a, 0, a->n); }
-
-void ec_linear_f32(const float *x, const float *w, const float *bias, float *y,
-                   size_t m, size_t n, size_t k, int transposed, int act) {
-    const ec_linear_args a = {x, w, bias, y, m, n, k, transposed, act};
-    if (m == 0 || n == 0) return;
-    const linear_job job = {&a, (n + N_ALIGN - 1) / N_ALIGN};
-    size_t tasks = (size_t)ec_threads_for_work((double)m * n * k);
-    if (tasks > job.n_chunks) tasks = job.n_chunks;
-    if (tasks <= 1) ec_active->linear_f32(&a, 0, n);
-    else ec_parallel_run(linear_task, (void *)&job, tasks);
-}
 
 /* ---- EMA affinity ------------------------------------------------------- */
 

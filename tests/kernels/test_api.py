@@ -10,7 +10,7 @@ from edgecore import ops
 
 def test_capabilities_shape():
     caps = edgecore.capabilities()
-    assert set(caps) == {"compiled", "available", "active"}
+    assert set(caps) == {"compiled", "available", "active", "features"}
     assert "scalar" in caps["compiled"] and "scalar" in caps["available"]
     assert set(caps["available"]) <= set(caps["compiled"])
     assert caps["active"] in caps["available"]

@@ -103,6 +103,180 @@ int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
 int64_t ec_route_topk_f32(const float *logits, const float *bonus, size_t t,
                           size_t e, size_t k, int32_t *ids, float *weights);
 
+/* ---- weight types, quantized linear ------------------------------------ */
+
+/* Weight types, numbered as GGML numbers them (the GGUF tensor type ids). */
+typedef enum {
+    EC_WT_F32 = 0,
+    EC_WT_F16 = 1,
+    EC_WT_Q4_0 = 2,
+    EC_WT_Q4_1 = 3,
+    EC_WT_Q5_0 = 6,
+    EC_WT_Q5_1 = 7,
+    EC_WT_Q8_0 = 8,
+    EC_WT_Q4_K = 12,
+    EC_WT_Q5_K = 13,
+    EC_WT_Q6_K = 14,
+    EC_WT_BF16 = 30
+} ec_wtype;
+
+/* What a weight type's dot product consumes (docs/quantization.md):
+ * float32 activations as they are, or activations quantized once per call
+ * to 8-bit blocks of 32 (ec_act_q8_32) or of 256 (ec_act_q8_256). */
+typedef enum {
+    EC_AF_F32 = 0,
+    EC_AF_Q8_32 = 1,
+    EC_AF_Q8_256 = 2,
+    EC_AF_COUNT = 3
+} ec_act_format;
+
+/* One 32-element activation block: x[i] ~= d * q[i]; sum = sum of q. */
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t q[32];
+} ec_act_q8_32;
+
+/* One 256-element activation block: x[i] ~= d * q[i]; bsums[g] = sum of
+ * q[16 g .. 16 g + 15]. */
+typedef struct {
+    float d;
+    int8_t q[256];
+    int16_t bsums[16];
+} ec_act_q8_256;
+
+typedef struct {
+    int id;              /* ec_wtype */
+    const char *name;    /* lower case: "q4_k" */
+    size_t block_elems;  /* elements per block along K (1 for f32/f16/bf16) */
+    size_t block_bytes;  /* bytes per block */
+    int act_format;      /* ec_act_format its dot product consumes */
+    int can_quantize;    /* ec_quantize supports it */
+} ec_wtype_info;
+
+/* Error codes of the weight-type entry points (0 = success). */
+#define EC_OK 0
+#define EC_ERR_WTYPE (-1)      /* not a registered weight type id */
+#define EC_ERR_K (-2)          /* K is not a multiple of the type's block */
+#define EC_ERR_SCRATCH (-3)    /* scratch missing or smaller than the size query says */
+#define EC_ERR_ARG (-4)        /* transposed non-f32, bad output count, bad glu pair */
+#define EC_ERR_UNSUPPORTED (-5) /* ec_quantize has no quantizer for the type */
+#define EC_ERR_ROW (-6)        /* a row index outside [0, rows) */
+
+/* The registry, in a fixed order: index 0 .. ec_wtype_count() - 1. */
+int ec_wtype_count(void);
+const ec_wtype_info *ec_wtype_at(int index);
+/* NULL if `id` is not a registered type. */
+const ec_wtype_info *ec_wtype_find(int id);
+/* Bytes of one row of k elements (0 if k is not a multiple of the block). */
+size_t ec_wtype_row_bytes(const ec_wtype_info *t, size_t k);
+
+/* Sub-features of a tier, detected at run time like the tiers. A variant of
+ * a tier's micro-kernel may require some of them. */
+typedef enum {
+    EC_FEAT_AVX_VNNI = 1u << 0,    /* VEX vpdpbusd (avx2 tier) */
+    EC_FEAT_AVX512_VNNI = 1u << 1, /* EVEX vpdpbusd (avx512 tier) */
+    EC_FEAT_AVX512_BF16 = 1u << 2, /* vdpbf16ps (avx512 tier) */
+    EC_FEAT_DOTPROD = 1u << 3,     /* sdot/udot (neon tier) */
+    EC_FEAT_I8MM = 1u << 4         /* smmla (neon tier) */
+} ec_feature;
+#define EC_FEATURE_COUNT 5
+
+/* Name ("avx512_vnni") and owning tier of feature bit `bit` (0-based). */
+const char *ec_feature_name(int bit);
+int ec_feature_tier(int bit);
+/* Masks of ec_feature bits: compiled into this build / supported by this
+ * CPU and OS / both / currently enabled for dispatch. */
+unsigned ec_features_compiled(void);
+unsigned ec_features_detected(void); /* CPU + OS, compiled or not */
+unsigned ec_features_available(void);
+unsigned ec_active_features(void);
+/* Enable exactly `mask` (a subset of the available features). Returns 0,
+ * or -1 if the mask holds an unavailable feature. Like ec_set_active_tier,
+ * not synchronised with running kernels. ec_set_active_tier resets the
+ * mask to every available feature. */
+int ec_set_active_features(unsigned mask);
+
+/* A registered micro-kernel variant of a weight type. */
+typedef struct {
+    int tier;           /* ec_tier */
+    unsigned features;  /* ec_feature bits it needs (0: the plain tier) */
+    int has_gemm, has_dequant;
+    int mr, nr;         /* its preferred tile (gemm only) */
+} ec_wvariant_info;
+
+/* Variants of type `id` compiled into this build; -1 if id is unknown. */
+int ec_wtype_variant_count(int id);
+/* Variant i of type id; returns 0, or -1 if either is out of range. */
+int ec_wtype_variant(int id, int i, ec_wvariant_info *out);
+
+/* What the dispatcher uses for a type now: the tier and features of the
+ * chosen gemm micro-kernel, row dequantizer and activation quantizer. For
+ * f32 the gemm is the tier's tuned linear kernel (gemm_tier = active tier). */
+typedef struct {
+    int gemm_tier;
+    unsigned gemm_features;
+    int dequant_tier;
+    unsigned dequant_features;
+    int actq_tier; /* -1 for float32 activations */
+    unsigned actq_features;
+} ec_wtype_dispatch;
+int ec_wtype_dispatch_get(int id, ec_wtype_dispatch *out);
+
+/* One output of a (multi-)linear call. */
+typedef struct {
+    int wtype;          /* ec_wtype */
+    const void *w;      /* [N, row bytes]; f32 [K, N] when transposed */
+    const float *bias;  /* [N] or NULL */
+    float *y;           /* [M, N] */
+    size_t n;           /* N */
+    int transposed;     /* f32 only */
+} ec_linear_out;
+
+#define EC_LINEAR_MAX_OUTS 16
+
+/* Scratch bytes a call needs: the activations quantized once per format the
+ * outputs' types consume (0 when every type takes float32 activations). */
+int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, size_t *bytes);
+
+/*
+ * For every output o: y_o[m, n] = act(sum_k x[m, k] * W_o(n, k) + bias_o[n]),
+ * all outputs computed in one parallel run over their columns, x quantized
+ * once per activation format. With glu (exactly two outputs of equal N):
+ * y_0 = act(x W_0^T + b_0) * (x W_1^T + b_1), and y_1 holds x W_1^T + b_1.
+ * x is [M, K] float32. Outputs must not overlap each other or the inputs,
+ * scratch must not overlap anything. For a given tier and feature set every
+ * output value is bitwise independent of M, of the thread count and of the
+ * other outputs. Returns EC_OK or an EC_ERR_* code (nothing written then).
+ */
+int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *outs, size_t n_outs,
+                    int act, int glu, void *scratch, size_t scratch_bytes);
+
+/* ec_linear_multi with one output. */
+int ec_linear(int wtype, const float *x, const void *w, const float *bias, float *y, size_t m,
+              size_t n, size_t k, int transposed, int act, void *scratch, size_t scratch_bytes);
+
+/* Bytes of one row of k activations in `format` (0 if k is not a multiple
+ * of its block, or the format is f32). */
+size_t ec_act_row_bytes(int format, size_t k);
+/* Quantize x [m, k] into `format` blocks (what the linear driver does
+ * internally); out holds m * ec_act_row_bytes(format, k) bytes. */
+int ec_quantize_activations(int format, const float *x, size_t m, size_t k, void *out);
+
+/*
+ * out[i, :] = W(rows[i], :) as float32, for i < n_sel (rows == NULL: every
+ * row, n_sel = n_rows). w is [n_rows, row bytes]. Only the selected rows are
+ * read. EC_ERR_ROW if a row index is outside [0, n_rows): *bad (if not
+ * NULL) is its position in rows, and nothing is written.
+ */
+int ec_dequantize_rows(int wtype, const void *w, size_t n_rows, size_t k, const int64_t *rows,
+                       size_t n_sel, float *out, size_t *bad);
+
+/* Quantize float32 x [rows, k] to `wtype` blocks (rows * row bytes), bit
+ * for bit as the gguf package's gguf.quants.quantize does (q8_0, q4_0, q4_1,
+ * q5_0, q5_1, f16, bf16; EC_ERR_UNSUPPORTED for the others). */
+int ec_quantize(int wtype, const float *x, size_t rows, size_t k, void *out);
+
 /* Widening conversions for reduced-precision checkpoints. */
 void ec_cvt_bf16_f32(const uint16_t *src, float *dst, size_t n);
 void ec_cvt_f16_f32(const uint16_t *src, float *dst, size_t n);
