@@ -4,10 +4,10 @@ loads a layer."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from edgecore.models.generation import load_generation_config
 from edgecore.models.graph import LayerGraph
 from edgecore.models.layout import model_layout, validate
 from edgecore.models.spec import ModelError, load_spec
@@ -45,10 +45,20 @@ class Model:
             validate(self.layouts, infos, str(self.dir))
             self.graph = LayerGraph(self.spec, self.layouts, {n: i.dtype for n, i in infos.items()})
             self.tokenizer = load_tokenizer(self.dir, self.spec)
-            self.generation_defaults = load_generation_defaults(self.dir)
+            self.generation_config = load_generation_config(self.dir, self.spec.eos_token_ids)
         except BaseException:
             self.weights.close()
             raise
+
+    @property
+    def generation_defaults(self) -> dict:
+        """Engine.generate keyword arguments for the model's own sampling defaults."""
+        return self.generation_config.defaults
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id that ends generation (config.json's and generation_config.json's)."""
+        return self.generation_config.eos_token_ids
 
     @property
     def name(self) -> str:
@@ -56,33 +66,3 @@ class Model:
 
     def close(self) -> None:
         self.weights.close()
-
-
-def load_generation_defaults(model_dir: Path) -> dict:
-    """Sampling defaults from a Hugging Face `generation_config.json`
-    (`do_sample`, `temperature`, `top_k`, `top_p`), as keyword arguments
-    for Engine.generate; {} when there is none. `do_sample: false` means
-    greedy (temperature 0)."""
-    path = Path(model_dir) / "generation_config.json"
-    if not path.exists():
-        return {}
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    if not cfg.get("do_sample", False):
-        return {"temperature": 0.0}
-    out = {}
-    for key, kind in (("temperature", (int, float)), ("top_k", int), ("top_p", (int, float))):
-        value = cfg.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise ModelError(f"{path}: {key} must be a number, got {value!r}")
-        out[key] = value
-    out.setdefault("temperature", 1.0)
-    if out.get("top_k") == 0:  # Hugging Face's "no top-k"
-        del out["top_k"]
-    return out

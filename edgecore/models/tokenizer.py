@@ -69,7 +69,8 @@ class HFTokenizer:
         added = {t.content for t in self._tok.get_added_tokens_decoder().values()}
         missing = [t for t in [*self.special_tokens.values(), *extra_special_tokens] if t not in added]
         if missing:
-            self._tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(missing)])
+            self._tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                                          for t in dict.fromkeys(missing)])
         self._tok.encode_special_tokens = split_special_tokens
         self._clean_up = clean_up_spaces and type(self._tok.model).__name__ != "BPE"
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)

@@ -193,7 +193,7 @@ def merges_from_vocab(tokens: Sequence[str], scores: Sequence[float]) -> list[tu
     same order as transformers' generate_merges."""
     vocab = {t: i for i, t in enumerate(tokens)}
     score_of = {}
-    for t, s in zip(tokens, scores):
+    for t, s in zip(tokens, scores, strict=True):
         score_of[t] = float(s)
     candidates = []
     for token, score in score_of.items():
@@ -216,12 +216,12 @@ def _add_marked_tokens(backend, tokens, spelled, types, byte_level: bool) -> Non
     if types is None:
         return
     alphabet = set(byte_alphabet().values()) if byte_level else None
-    control = [AddedToken(t, normalized=False, special=True) for t, kind in zip(tokens, types)
+    control = [AddedToken(t, normalized=False, special=True) for t, kind in zip(tokens, types, strict=True)
                if kind == CONTROL and (alphabet is None or set(t) <= alphabet)]
     if control:
         backend.add_special_tokens(control)
     vocab = set(spelled)
-    user = [AddedToken(t, normalized=False, special=False) for t, kind in zip(tokens, types)
+    user = [AddedToken(t, normalized=False, special=False) for t, kind in zip(tokens, types, strict=True)
             if kind == USER_DEFINED and t in vocab]
     if user:
         backend.add_tokens(user)
