@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgecore.memory.sizes import format_size
 from edgecore.models.generation import load_generation_config
 from edgecore.models.graph import LayerGraph
+from edgecore.models.hub import hub_snapshot, looks_like_hub_id
 from edgecore.models.layout import model_layout, validate
+from edgecore.models.registry import registry
 from edgecore.models.spec import ModelError, load_spec
 from edgecore.models.tokenizer import load_tokenizer
 from edgecore.weights import load_safetensors
@@ -18,23 +21,45 @@ DEMO_MODELS = {"demo": "gpt2-bytes", "demo-moe": "mixtral-bytes"}
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """A model directory path, or the name of a built-in demo model
-    (None means the default demo model)."""
+    """Where a model is, from what a user typed, in this order:
+    None or a built-in demo name (demo, demo-moe); a registry name
+    (`edgecore models`), once pulled; an existing directory or .gguf file;
+    `owner/name` as a Hugging Face hub id (with huggingface_hub installed).
+    Anything else, or a registry model not pulled yet, is a ModelError
+    that says what to do."""
     if model is None or str(model) in DEMO_MODELS:
         name = DEMO_MODELS["demo" if model is None else str(model)]
         path = Path(__file__).resolve().parent.parent / "demo" / name
         if not (path / "config.json").exists():
             raise ModelError(f"built-in model {model or 'demo'!r} is missing from this installation ({path})")
         return path
+    text = str(model)
+    entry = registry().get(text)
+    if entry is not None:
+        if not entry.present:
+            raise ModelError(f"model {text!r} is not downloaded yet: run `{entry.pull_command}` "
+                             f"({format_size(entry.size)}, {entry.license})")
+        return entry.path
     path = Path(model)
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a model directory (expected config.json + model.safetensors)")
-    return path
+    if path.is_dir():
+        return path
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return path
+        raise ModelError(f"{path}: not a model (expected a model directory or a .gguf file)")
+    if looks_like_hub_id(text):
+        return hub_snapshot(text)
+    known = ", ".join([*DEMO_MODELS, *registry()])
+    raise ModelError(f"{path}: not a model directory (expected config.json + model.safetensors), a .gguf file, "
+                     f"a Hugging Face id (owner/name) or a known name ({known})")
 
 
 class Model:
     def __init__(self, model_dir: str | os.PathLike | None):
         self.dir = resolve_model_dir(model_dir)
+        if self.dir.is_file():
+            raise ModelError(f"{self.dir}: running GGUF files is not supported by this build yet "
+                             f"(its tokenizer is: edgecore.models.tokenizer_gguf)")
         self.spec = load_spec(self.dir)
         if not any((self.dir / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
             raise ModelError(f"{self.dir}: no model.safetensors or model.safetensors.index.json")
