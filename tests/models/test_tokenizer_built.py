@@ -166,9 +166,14 @@ def trained_metaspace():
     return metaspace_bpe(template=None)
 
 
-def test_gguf_sentencepiece_scores_without_merges(tmp_path, trained_metaspace):
-    """Merges rebuilt from scores, BOS added by default, Metaspace prefix."""
-    meta, ref = gguf_reference(tmp_path, spm_metadata(trained_metaspace))
+@pytest.mark.parametrize("scores", ["by rank", "tied"])
+def test_gguf_sentencepiece_scores_without_merges(tmp_path, trained_metaspace, scores):
+    """Merges rebuilt from scores (tied scores: the pieces' lengths decide),
+    BOS added by default, Metaspace prefix."""
+    meta = spm_metadata(trained_metaspace)
+    if scores == "tied":
+        meta["tokenizer.ggml.scores"] = [-float(i // 50) for i in range(len(meta["tokenizer.ggml.scores"]))]
+    meta, ref = gguf_reference(tmp_path, meta)
     mine = tokenizer_from_gguf(meta)
     assert mine.encode("hi")[0] == meta["tokenizer.ggml.bos_token_id"]
     assert_same_ids(mine, ref)
