@@ -5,9 +5,9 @@ real PyPI for one small package when the network allows; the model cache
 location; name resolution (registry, paths, hub ids)."""
 
 import base64
-import re
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import zipfile
