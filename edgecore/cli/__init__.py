@@ -16,6 +16,9 @@ from edgecore import __version__
 # subcommand -> module in edgecore.cli that registers it
 COMMANDS: dict[str, str] = {
     "run": "run",
+    "chat": "chat",
+    "pull": "pull",
+    "models": "models",
     "inspect": "inspect",
     "bench": "bench",
     "status": "status",

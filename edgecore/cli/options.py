@@ -19,7 +19,8 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # option -> (type, help)
 RUN_OPTIONS = {
-    "model": (str, "model directory, or a built-in model: demo (default), demo-moe"),
+    "model": (str, "a model name (demo (default), demo-moe, or one from `edgecore models`), a model directory, "
+                    "a .gguf file, or a Hugging Face id owner/name"),
     "memory_budget": (str, "memory budget, e.g. 512M or 1.5G (default: no limit)"),
     "strategy": (str, "partition strategy: sequential, greedy, speculative, auto (default)"),
     "threads": (int, "kernel threads (default: usable CPUs)"),
@@ -28,10 +29,13 @@ RUN_OPTIONS = {
     "expert_capacity": (int, "MoE: experts per layer kept in memory (default: the planner's choice under the budget)"),
     "expert_policy": (str, "MoE: which expert a full expert cache evicts: lru (default), lfu, affinity"),
     "cache_bonus": (float, "MoE: logit bonus for experts already in memory (default 0: route exactly as the model)"),
-    "max_new_tokens": (int, "tokens to generate (default 64)"),
-    "temperature": (float, "0 = greedy; > 0 samples (default: the model's generation_config.json, else greedy)"),
-    "top_k": (int, "sample only from the k most likely tokens"),
-    "top_p": (float, "sample from the smallest set with this much probability"),
+    "max_new_tokens": (int, "tokens to generate (default 64; -1 = until an end token or the end of the context)"),
+    "temperature": (float, "0 = greedy; > 0 samples (default: the model's generation config, else greedy)"),
+    "top_k": (int, "sample only from the k most likely tokens (alone: samples at the model's temperature)"),
+    "top_p": (float, "sample from the smallest set with this much probability (alone: samples, as top-k)"),
+    "min_p": (float, "drop tokens less likely than min_p x the most likely one (alone: samples, as top-k)"),
+    "repetition_penalty": (float, "divide the scores of tokens already in the text by this (1 = none; "
+                                  "default: the model's)"),
     "seed": (int, "random seed for sampling"),
 }
 

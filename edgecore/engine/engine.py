@@ -31,6 +31,7 @@ from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
 from edgecore.models import Model, ModelError
+from edgecore.models.detokenize import StopText
 from edgecore.moe import POLICIES
 from edgecore.planner import CostModel, Plan, device_rates, plan_model
 
@@ -48,11 +49,21 @@ class GenerationStats:
     peak_rss_bytes: int | None  # process peak RSS during the call (VmHWM after a reset)
     peak_rss_is_call_peak: bool  # False if the kernel could not reset the peak (then it is the process peak)
     weight_bytes_loaded: int  # float32 weight bytes brought in during the call (streaming)
-    finish_reason: str  # length | eos | stop
+    finish_reason: str  # length | eos | stop | cancelled
     strategy: str
     groups: int
     budget: int | None
     experts: ExpertStats | None = None  # MoE with expert caches: hits, loads, bytes during the call
+    prompt_tokens_reused: int = 0  # prompt tokens whose KV came from the previous call (common prefix)
+
+    @property
+    def prompt_tokens_prefilled(self) -> int:
+        return self.prompt_tokens - self.prompt_tokens_reused
+
+    @property
+    def prefill_tokens_per_s(self) -> float | None:
+        n = self.prompt_tokens_prefilled
+        return n / (self.prefill_ms / 1e3) if n and self.prefill_ms > 0 else None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +152,7 @@ class Engine:
         self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one sequence at a time: the KV cache is shared
+        self._cached: list[int] = []  # the token ids whose K/V the cache holds, from position 0
         for group in self.plan.groups:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
@@ -153,82 +165,127 @@ class Engine:
         ids = self._check_ids(input_ids, 0)
         out = np.empty((len(ids), self.spec.vocab_size), np.float32)
         with self._busy:
-            for start in range(0, len(ids), self.step_tokens):
-                chunk = ids[start:start + self.step_tokens]
-                self._step(chunk, start, out[start:start + len(chunk)])
-            self._finish_streaming()
+            self._cached = []  # the cache is rewritten from position 0
+            try:
+                for start in range(0, len(ids), self.step_tokens):
+                    chunk = ids[start:start + self.step_tokens]
+                    self._step(chunk, start, out[start:start + len(chunk)])
+                    self._cached.extend(chunk.tolist())
+            except BaseException:
+                self._cached = []
+                raise
+            finally:
+                self._finish_streaming()
         return out
 
-    def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 64, temperature: float = 0.0,
+    def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 64, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  stop: str | Sequence[str | int] | None = None,
-                 stream: Callable[[int, str | None], object] | None = None) -> GenerationResult:
-        """Generate up to max_new_tokens after `prompt` (text, which needs a
-        tokenizer, or token ids). temperature 0 is greedy. `stop`: strings
-        (matched on the decoded text, excluded from it) or token ids; the
-        model's EOS tokens always stop. `stream(token_id, text_piece)` is
-        called for every new token as it is produced (text_piece is None
-        without a tokenizer). Calls from several threads run one at a time
-        (the engine holds one KV cache)."""
-        check_sampling(temperature, top_k, top_p)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+                 stream: Callable[[int, str | None], object] | None = None, *, min_p: float | None = None,
+                 repetition_penalty: float | None = None, do_sample: bool | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+        """Generate after `prompt`: text (encoded with the tokenizer's special
+        tokens, e.g. BOS) or token ids.
+
+        max_new_tokens: at most this many tokens; -1 = until an EOS token or
+        the end of the context. Sampling follows transformers: arguments
+        left at None take the model's generation config (greedy unless it
+        says do_sample), temperature 0 is greedy, top_k/top_p/min_p without
+        a temperature sample at the configured one; repetition_penalty and
+        min_p have Hugging Face's definitions (engine/sampling.py). `stop`:
+        strings (matched on the decoded text, excluded from it and never
+        streamed) or token ids; every EOS id of the model stops.
+        `stream(token_id, text_piece)` is called for every new token
+        (text_piece is None without a tokenizer, "" while text is held
+        back), and once more as stream(None, rest) if text was held to the
+        end (an unfinished character, a possible stop string). `should_stop()` is asked after every token; True ends the
+        call (finish_reason "cancelled"), keeping what was generated.
+
+        The KV cache of the longest common prefix with the previous call's
+        tokens is reused: only the rest of the prompt is prefilled (always
+        at least its last token, whose logits choose the first new token);
+        stats.prompt_tokens_reused says how many were reused. Calls from
+        several threads run one at a time (the engine holds one KV cache)."""
+        check_sampling(temperature, top_k, top_p, min_p, repetition_penalty)
+        if do_sample is not None and not isinstance(do_sample, bool):
+            raise ValueError(f"do_sample must be True, False or None, got {do_sample!r}")
+        sampling = self.model.generation_config.sampling(temperature, top_k, top_p, min_p, repetition_penalty,
+                                                         do_sample)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < -1:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, or -1 (until EOS or the end of the "
+                             f"context), got {max_new_tokens!r}")
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise ModelError(f"{self.model.dir}: this model has no tokenizer; pass the prompt as token ids")
             ids = self.tokenizer.encode(prompt)
         else:
             ids = list(prompt)
-        ids_arr = self._check_ids(ids, max_new_tokens)
+        ids_arr = self._check_ids(ids, max(max_new_tokens, 1))  # -1 still needs room for one new token
+        limit = self.context - len(ids_arr) if max_new_tokens == -1 else max_new_tokens
         stop_strings, stop_ids = _split_stop(stop, self.tokenizer)
         with self._busy:
-            return self._generate(ids, ids_arr, max_new_tokens, temperature, top_k, top_p, seed, stop_strings,
-                                  stop_ids, stream)
+            try:
+                return self._generate(ids_arr.tolist(), limit, sampling, seed, stop_strings, stop_ids, stream,
+                                      should_stop)
+            except BaseException:
+                self._cached = []  # a failed step leaves the cache in an unknown state
+                raise
+            finally:
+                self._finish_streaming()
 
-    def _generate(self, ids, ids_arr, max_new_tokens, temperature, top_k, top_p, seed, stop_strings, stop_ids,
-                  stream) -> GenerationResult:
+    def _generate(self, ids, max_new_tokens, sampling, seed, stop_strings, stop_ids, stream,
+                  should_stop) -> GenerationResult:
         rng = np.random.default_rng(seed)
-        decoder = self.tokenizer.stream() if self.tokenizer else None
+        decoder = self.tokenizer.stream(ids) if self.tokenizer else None
+        text = StopText(stop_strings)
+        eos = set(self.model.eos_token_ids)
         exact_peak = reset_peak_rss()
         loaded_before = self.runtime.bytes_loaded
         experts_before = self.experts.snapshot() if self.experts else None
 
         t0 = time.perf_counter()
+        reused = _common_prefix(self._cached, ids, len(ids) - 1)  # the last prompt token always runs: its logits
+        del self._cached[reused:]
         logits = None
-        for start in range(0, len(ids_arr), self.step_tokens):
-            chunk = ids_arr[start:start + self.step_tokens]
-            logits = self._step(chunk, start, None)
+        for start in range(reused, len(ids), self.step_tokens):
+            chunk = ids[start:start + self.step_tokens]
+            logits = self._step(np.array(chunk, np.int64), start, None)
+            self._cached.extend(chunk)
         t_prefill = time.perf_counter() - t0
 
         new: list[int] = []
-        text = ""
         finish = "length"
         t1 = time.perf_counter()
         while len(new) < max_new_tokens:
-            token = choose(logits, temperature, top_k, top_p, rng)
-            if token in self.spec.eos_token_ids or token in stop_ids:
-                finish = "eos" if token in self.spec.eos_token_ids else "stop"
+            token = choose(logits, sampling["temperature"], sampling.get("top_k"), sampling.get("top_p"), rng,
+                           min_p=sampling.get("min_p"), repetition_penalty=sampling["repetition_penalty"],
+                           previous=self._cached)
+            if token in eos or token in stop_ids:
+                finish = "eos" if token in eos else "stop"
                 break
             new.append(token)
-            piece = decoder.push(token) if decoder else None
-            if piece is not None:
-                text += piece
+            piece = text.push(decoder.push(token)) if decoder else None
             if stream is not None:
                 stream(token, piece)
-            if stop_strings and any(s in text for s in stop_strings):
+            if text.stopped:
                 finish = "stop"
                 break
+            if should_stop is not None and should_stop():
+                finish = "cancelled"
+                break
             if len(new) < max_new_tokens:
-                logits = self._step(np.array([token], np.int64), len(ids) + len(new) - 1, None)
+                logits = self._step(np.array([token], np.int64), len(self._cached), None)
+                self._cached.append(token)
         t_decode = time.perf_counter() - t1
         self._finish_streaming()
 
-        if decoder:
-            text += decoder.flush()
-            for s in stop_strings:
-                cut = text.find(s)
-                if cut >= 0:
-                    text = text[:cut]
+        if decoder and not text.stopped:
+            rest = text.push(decoder.flush())
+            rest += "" if text.stopped else text.flush()
+            if text.stopped:
+                finish = "stop"
+            if rest and stream is not None:
+                stream(None, rest)
         steps = max(len(new) - 1, 0)  # the first new token comes from the prefill logits
         footprint = sample_footprint()
         stats = GenerationStats(
@@ -237,8 +294,9 @@ class Engine:
             peak_rss_bytes=footprint.peak_rss, peak_rss_is_call_peak=bool(exact_peak),
             weight_bytes_loaded=self.runtime.bytes_loaded - loaded_before, finish_reason=finish,
             strategy=self.plan.strategy, groups=len(self.plan.groups), budget=self.plan.budget,
-            experts=self.experts.stats_since(experts_before) if self.experts else None)
-        return GenerationResult(new, text if decoder else None, stats, ids)
+            experts=self.experts.stats_since(experts_before) if self.experts else None,
+            prompt_tokens_reused=reused)
+        return GenerationResult(new, text.text if decoder else None, stats, ids)
 
     def close(self) -> None:
         runtime = getattr(self, "runtime", None)
@@ -342,6 +400,14 @@ class Engine:
             del self._pending[gi]
             future.result()
             self.runtime.unload_layers(self.plan.groups[gi].layers)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _check_expert_options(spec, capacity, policy, cache_bonus) -> None:

@@ -4,12 +4,15 @@ loads a layer."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from edgecore.memory.sizes import format_size
+from edgecore.models.generation import load_generation_config
 from edgecore.models.graph import LayerGraph
+from edgecore.models.hub import hub_snapshot, looks_like_hub_id
 from edgecore.models.layout import model_layout, validate
+from edgecore.models.registry import registry
 from edgecore.models.spec import ModelError, load_spec
 from edgecore.models.tokenizer import load_tokenizer
 from edgecore.weights import load_safetensors
@@ -18,23 +21,45 @@ DEMO_MODELS = {"demo": "gpt2-bytes", "demo-moe": "mixtral-bytes"}
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """A model directory path, or the name of a built-in demo model
-    (None means the default demo model)."""
+    """Where a model is, from what a user typed, in this order:
+    None or a built-in demo name (demo, demo-moe); a registry name
+    (`edgecore models`), once pulled; an existing directory or .gguf file;
+    `owner/name` as a Hugging Face hub id (with huggingface_hub installed).
+    Anything else, or a registry model not pulled yet, is a ModelError
+    that says what to do."""
     if model is None or str(model) in DEMO_MODELS:
         name = DEMO_MODELS["demo" if model is None else str(model)]
         path = Path(__file__).resolve().parent.parent / "demo" / name
         if not (path / "config.json").exists():
             raise ModelError(f"built-in model {model or 'demo'!r} is missing from this installation ({path})")
         return path
+    text = str(model)
+    entry = registry().get(text)
+    if entry is not None:
+        if not entry.present:
+            raise ModelError(f"model {text!r} is not downloaded yet: run `{entry.pull_command}` "
+                             f"({format_size(entry.size)}, {entry.license})")
+        return entry.path
     path = Path(model)
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a model directory (expected config.json + model.safetensors)")
-    return path
+    if path.is_dir():
+        return path
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return path
+        raise ModelError(f"{path}: not a model (expected a model directory or a .gguf file)")
+    if looks_like_hub_id(text):
+        return hub_snapshot(text)
+    known = ", ".join([*DEMO_MODELS, *registry()])
+    raise ModelError(f"{path}: not a model directory (expected config.json + model.safetensors), a .gguf file, "
+                     f"a Hugging Face id (owner/name) or a known name ({known})")
 
 
 class Model:
     def __init__(self, model_dir: str | os.PathLike | None):
         self.dir = resolve_model_dir(model_dir)
+        if self.dir.is_file():
+            raise ModelError(f"{self.dir}: running GGUF files is not supported by this build yet "
+                             f"(its tokenizer is: edgecore.models.tokenizer_gguf)")
         self.spec = load_spec(self.dir)
         if not any((self.dir / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
             raise ModelError(f"{self.dir}: no model.safetensors or model.safetensors.index.json")
@@ -45,10 +70,20 @@ class Model:
             validate(self.layouts, infos, str(self.dir))
             self.graph = LayerGraph(self.spec, self.layouts, {n: i.dtype for n, i in infos.items()})
             self.tokenizer = load_tokenizer(self.dir, self.spec)
-            self.generation_defaults = load_generation_defaults(self.dir)
+            self.generation_config = load_generation_config(self.dir, self.spec.eos_token_ids)
         except BaseException:
             self.weights.close()
             raise
+
+    @property
+    def generation_defaults(self) -> dict:
+        """Engine.generate keyword arguments for the model's own sampling defaults."""
+        return self.generation_config.defaults
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id that ends generation (config.json's and generation_config.json's)."""
+        return self.generation_config.eos_token_ids
 
     @property
     def name(self) -> str:
@@ -56,33 +91,3 @@ class Model:
 
     def close(self) -> None:
         self.weights.close()
-
-
-def load_generation_defaults(model_dir: Path) -> dict:
-    """Sampling defaults from a Hugging Face `generation_config.json`
-    (`do_sample`, `temperature`, `top_k`, `top_p`), as keyword arguments
-    for Engine.generate; {} when there is none. `do_sample: false` means
-    greedy (temperature 0)."""
-    path = Path(model_dir) / "generation_config.json"
-    if not path.exists():
-        return {}
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    if not cfg.get("do_sample", False):
-        return {"temperature": 0.0}
-    out = {}
-    for key, kind in (("temperature", (int, float)), ("top_k", int), ("top_p", (int, float))):
-        value = cfg.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise ModelError(f"{path}: {key} must be a number, got {value!r}")
-        out[key] = value
-    out.setdefault("temperature", 1.0)
-    if out.get("top_k") == 0:  # Hugging Face's "no top-k"
-        del out["top_k"]
-    return out

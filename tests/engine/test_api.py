@@ -32,7 +32,7 @@ def test_text_prompt_streams_and_decodes(byte_model):
     with Engine(path) as engine:
         result = engine.generate("The list", max_new_tokens=12, stream=lambda t, piece: pieces.append((t, piece)))
     assert result.tokens == reference_greedy(ref, list(b"The list"), 12)
-    assert [t for t, _ in pieces] == result.tokens
+    assert [t for t, _ in pieces if t is not None] == result.tokens  # None: text held to the end
     assert "".join(p for _, p in pieces) == result.text
     assert result.text == bytes(result.tokens).decode("utf-8", errors="replace")
     s = result.stats
@@ -85,7 +85,9 @@ def test_eos_stops(tmp_path):
     (dict(top_k=0), "top_k must be a positive integer"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
+    (dict(max_new_tokens=-2), r"max_new_tokens must be an integer >= 0, or -1"),
+    (dict(min_p=1.5), r"min_p must be in \[0, 1\]"),
+    (dict(repetition_penalty=0.0), "repetition_penalty must be a finite number > 0"),
     (dict(max_new_tokens=1000), "exceed the context of 96 tokens"),
     (dict(stop=[""]), "stop must be non-empty strings"),
 ])
