@@ -228,7 +228,9 @@ def load_gguf(path: str | os.PathLike) -> GGUFFile:
     read until used. A missing file raises FileNotFoundError.
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer (a hang)
+    # before fstat could refuse it; it changes nothing for a regular file
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         return _open(path, fd)
     except BaseException:

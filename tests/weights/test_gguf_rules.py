@@ -5,6 +5,9 @@ rule, and the tensor or metadata key it is about."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from support.gguf_files import Layout, Q, V, gguf, patch, u32, u64, write_gguf
@@ -366,3 +369,15 @@ def test_file_that_changes_while_loading(base, tmp_path, monkeypatch):
 @pytest.mark.parametrize("target", ["directory", "/dev/null"])
 def test_not_a_regular_file(tmp_path, target):
     expect(tmp_path if target == "directory" else target, "not-a-file", "not a regular file")
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("load_gguf blocked opening a FIFO"))
+    signal.alarm(10)
+    try:
+        expect(fifo, "not-a-file", "not a regular file")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
