@@ -30,6 +30,11 @@
 #define QMAX 16 /* query vectors per unit */
 #define KB 64   /* keys per block */
 #define HDMAX EC_ATTN_MAX_HEAD_DIM
+/* An attention multiply-add costs about 3 of the fused linear's (whose rate
+ * calibrates ec_threads_for_work): measured on AVX2 and AVX-512, decode and
+ * prefill, it runs at a third of the calibrated linear rate or less (the
+ * softmax, the paged walk and K/V streaming come on top of the FMAs). */
+#define ATTN_MAC_COST 3.0
 
 typedef struct {
     const ec_kv_pages *c;
@@ -223,7 +228,8 @@ int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const f
     j.units = (m + j.rows_per_unit - 1) / j.rows_per_unit * cache->kv_heads * j.n_gchunks;
     atomic_init(&j.next, 0);
 
-    size_t threads = (size_t)ec_threads_for_work(2.0 * keys * (double)n_heads * (double)cache->head_dim);
+    const double macs = 2.0 * keys * (double)n_heads * (double)cache->head_dim;
+    size_t threads = (size_t)ec_threads_for_work(ATTN_MAC_COST * macs);
     if (threads > j.units) threads = j.units;
     if (threads <= 1) attn_task(&j, 0, 1);
     else ec_parallel_run(attn_task, &j, threads);

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.pertoken import assert_attention_close, attention_ref, batch_rows, build_paged, place
 
 from edgecore import ops
@@ -199,6 +201,31 @@ def test_thread_count_invariance(tier, threads, dtype):
         np.testing.assert_array_equal(r, results[0])
 
 
+@given(
+    seqs=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 150)), min_size=1, max_size=5),
+    kv_heads=st.integers(1, 3),
+    group=st.integers(1, 6),
+    hd=st.integers(1, 140),
+    page_tokens=st.sampled_from([1, 2, 5, 16, 64]),
+    window=st.sampled_from([0, 0, 1, 3, 17, 64, 200]),
+    f16=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_random_batches_every_tier(seqs, kv_heads, group, hd, page_tokens, window, f16, seed):
+    rng = np.random.default_rng(seed)
+    lens, pos0 = [n for n, _ in seqs], [p for _, p in seqs]
+    dtype = np.float16 if f16 else np.float32
+    pg = build_paged(rng, [p + n for n, p in seqs], kv_heads, hd, page_tokens, dtype)
+    starts, p0 = batch_rows(lens, pos0)
+    q = rng.standard_normal((int(starts[-1]), kv_heads * group, hd)).astype(np.float32)
+    ref, mag, n_keys = attention_ref(q, pg.keys, pg.values, starts, p0, hd**-0.5, window, 0.0, dtype)
+    for tier in ops.capabilities()["available"]:
+        with ops.forced_tier(tier):
+            out = ops.attention(q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, scale=hd**-0.5, window=window)
+        assert_attention_close(out, ref, mag, n_keys, hd)
+
+
 def test_empty_sequences_and_rows(tier):
     """Sequences without rows are skipped; a call without rows returns (0, H*D)."""
     rng = np.random.default_rng(1)
@@ -359,7 +386,7 @@ def test_kv_store_f16_rounding_is_numpy_bitwise(tier):
     v_cache = np.zeros((n, 1, 1, 64), np.float16)
     table = np.arange(n, dtype=np.int32).reshape(1, n)
     ops.kv_store(k, -k, k_cache, v_cache, table, np.array([0, n], np.int32), np.zeros(1, np.int32))
-    with np.errstate(over="ignore"):  # overflow to inf is what is being checked
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf and NaN are being checked
         want, want_neg = values.astype(np.float16), (-values).astype(np.float16)
     got = k_cache.reshape(-1)
     nan = np.isnan(want)

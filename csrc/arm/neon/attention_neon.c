@@ -1,8 +1,8 @@
 /*
  * Paged-attention micro-kernels, NEON (csrc/common/attention.c is the
  * driver): the x86 tiers' structure on 4 lanes. Scores: tiles of up to 4
- * queries x 4 keys, one pairwise-add tree per tile. P.V: up to 8 queries'
- * output vectors in registers per 4 head-dim lanes, keys in order. f16 rows
+ * queries x 4 keys, one pairwise-add tree per tile. P.V: up to 8 queries x
+ * 3-4 chunks of 4 head-dim lanes in registers over all keys, keys in order. f16 rows
  * are widened in registers (fcvtl); head-dim tails go through zero-padded
  * copies of exactly the remaining elements.
  */
@@ -93,10 +93,32 @@ EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void 
     }
 }
 
+/* CG full 4-lane chunks of NG queries' outputs held in registers across all
+ * nk keys: each V chunk is loaded once per key. The same operations per
+ * element as pv_step, in the same order. */
+EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
+                        size_t hd, float *o, size_t d, const int NG, const int CG, const int f16) {
+    float32x4_t acc[8][4];
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++) acc[g][c] = vmulq_n_f32(vld1q_f32(o + g * hd + d + 4 * c), corr[g]);
+    for (size_t j = 0; j < nk; j++) {
+        float32x4_t v[4];
+        for (int c = 0; c < CG; c++) v[c] = load_row(rows[j], d + 4 * c, 4, f16);
+        for (int g = 0; g < NG; g++) {
+            const float w = p[g * ld + j];
+            for (int c = 0; c < CG; c++) acc[g][c] = vfmaq_n_f32(acc[g][c], v[c], w);
+        }
+    }
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++) vst1q_f32(o + g * hd + d + 4 * c, acc[g][c]);
+}
+
 EC_INLINE void pv_tile(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
                        size_t hd, float *o, const int NG, const int f16) {
+    const int CG = NG <= 5 ? 4 : 3; /* NG * CG accumulators + CG rows + 1 weight <= 32 registers */
     size_t d = 0;
-    for (; d + 4 <= hd; d += 4) pv_step(p, ld, corr, rows, nk, hd, o, d, 4, NG, f16);
+    for (; d + 4 * (size_t)CG <= hd; d += 4 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, f16);
+    for (; d + 4 <= hd; d += 4) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, f16);
     if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, hd - d, NG, f16);
 }
 

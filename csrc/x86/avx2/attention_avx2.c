@@ -4,9 +4,10 @@
  *
  * Scores: tiles of up to 3 queries x 4 keys, 8-lane accumulators along the
  * head dim, one hadd tree per tile; each (query, key) pair gets the same
- * arithmetic whatever its place in the tile. P.V: up to 6 queries' output
- * vectors in registers per 8 head-dim lanes, keys in order. Head-dim tails
- * use masked loads (f16: a zero-padded copy), so no row is read past its end.
+ * arithmetic whatever its place in the tile. P.V: up to 6 queries x 2-4
+ * chunks of 8 head-dim lanes in registers over all keys, keys in order.
+ * Head-dim tails use masked loads (f16: a zero-padded copy), so no row is
+ * read past its end.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -103,10 +104,34 @@ EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void 
     }
 }
 
+/* CG full 8-lane chunks of NG queries' outputs held in registers across all
+ * nk keys: each V chunk is loaded once per key, each weight broadcast once
+ * per key and chunk group. The same operations per element as pv_step, in
+ * the same order. */
+EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
+                        size_t hd, float *o, size_t d, const int NG, const int CG, const int f16) {
+    __m256 acc[6][4];
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++)
+            acc[g][c] = _mm256_mul_ps(_mm256_loadu_ps(o + g * hd + d + 8 * c), _mm256_set1_ps(corr[g]));
+    for (size_t j = 0; j < nk; j++) {
+        __m256 v[4];
+        for (int c = 0; c < CG; c++) v[c] = load_row(rows[j], d + 8 * c, 8, f16);
+        for (int g = 0; g < NG; g++) {
+            const __m256 w = _mm256_broadcast_ss(p + g * ld + j);
+            for (int c = 0; c < CG; c++) acc[g][c] = _mm256_fmadd_ps(w, v[c], acc[g][c]);
+        }
+    }
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++) _mm256_storeu_ps(o + g * hd + d + 8 * c, acc[g][c]);
+}
+
 EC_INLINE void pv_tile(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
                        size_t hd, float *o, const int NG, const int f16) {
+    const int CG = NG <= 2 ? 4 : 2; /* NG * CG accumulators + CG rows + 1 weight <= 16 registers */
     size_t d = 0;
-    for (; d + 8 <= hd; d += 8) pv_step(p, ld, corr, rows, nk, hd, o, d, 8, NG, f16);
+    for (; d + 8 * (size_t)CG <= hd; d += 8 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, f16);
+    for (; d + 8 <= hd; d += 8) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, f16);
     if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, hd - d, NG, f16);
 }
 

@@ -2,8 +2,8 @@
  * Paged-attention micro-kernels, AVX-512 F/BW/DQ/VL (csrc/common/attention.c
  * is the driver): the avx2 tier's structure on 16 lanes. Scores: tiles of up
  * to 4 queries x 4 keys, reduced 512 -> 256 bits, then one hadd tree per
- * tile. P.V: up to 8 queries' output vectors in registers per 16 head-dim
- * lanes, keys in order. f16 rows are widened in registers; head-dim tails
+ * tile. P.V: up to 8 queries x 3-4 chunks of 16 head-dim lanes in
+ * registers over all keys, keys in order. f16 rows are widened in registers; head-dim tails
  * are masked loads of exactly the remaining elements.
  */
 #include <immintrin.h>
@@ -91,10 +91,34 @@ EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void 
     for (int g = 0; g < NG; g++) _mm512_mask_storeu_ps(o + g * hd + d, mask, acc[g]);
 }
 
+/* CG full 16-lane chunks of NG queries' outputs held in registers across
+ * all nk keys: each V chunk is loaded once per key, each weight broadcast
+ * once per key and chunk group. The same operations per element as
+ * pv_step, in the same order. */
+EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
+                        size_t hd, float *o, size_t d, const int NG, const int CG, const int f16) {
+    __m512 acc[8][4];
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++)
+            acc[g][c] = _mm512_mul_ps(_mm512_loadu_ps(o + g * hd + d + 16 * c), _mm512_set1_ps(corr[g]));
+    for (size_t j = 0; j < nk; j++) {
+        __m512 v[4];
+        for (int c = 0; c < CG; c++) v[c] = load_row_full(rows[j], d + 16 * c, f16);
+        for (int g = 0; g < NG; g++) {
+            const __m512 w = _mm512_set1_ps(p[g * ld + j]);
+            for (int c = 0; c < CG; c++) acc[g][c] = _mm512_fmadd_ps(w, v[c], acc[g][c]);
+        }
+    }
+    for (int g = 0; g < NG; g++)
+        for (int c = 0; c < CG; c++) _mm512_storeu_ps(o + g * hd + d + 16 * c, acc[g][c]);
+}
+
 EC_INLINE void pv_tile(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
                        size_t hd, float *o, const int NG, const int f16) {
+    const int CG = NG <= 6 ? 4 : 3; /* NG * CG accumulators + CG rows + 1 weight <= 32 registers */
     size_t d = 0;
-    for (; d + 16 <= hd; d += 16) pv_step(p, ld, corr, rows, nk, hd, o, d, 0xffff, 1, NG, f16);
+    for (; d + 16 * (size_t)CG <= hd; d += 16 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, f16);
+    for (; d + 16 <= hd; d += 16) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, f16);
     if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, ec_mask_avx512(hd - d), 0, NG, f16);
 }
 
