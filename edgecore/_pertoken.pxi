@@ -56,6 +56,8 @@ cdef cnp.ndarray _int32_vector(object a, str fn, str name, Py_ssize_t length):
     return arr
 
 
+@cython.final
+@cython.freelist(8)
 cdef class _Paged:
     """The checked arrays and C descriptors of one paged-cache call."""
     cdef cnp.ndarray k_cache, v_cache, table, starts, pos0
