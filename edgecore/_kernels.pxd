@@ -173,3 +173,46 @@ cdef extern from "edgecore/kernels.h" nogil:
     int64_t ec_router_route_f32(ec_router *r, const float *logits, size_t t, int32_t *ids,
                                 float *weights, ec_route_plan *plan)
     void ec_router_set_resident(ec_router *r, const uint8_t *mask)
+
+    # per-token kernels: norms, RoPE, paged KV cache, attention
+    enum:
+        EC_ERR_POSITION
+        EC_ERR_PAGE
+        EC_NORM_UNIT_OFFSET
+        EC_KV_F32
+        EC_KV_F16
+        EC_ATTN_MAX_HEAD_DIM
+
+    int ec_rms_norm_f32(const float *x, const float *delta, float *sum, const float *w, float *out,
+                        size_t m, size_t d, float eps, int flags)
+    int ec_layer_norm_f32(const float *x, const float *delta, float *sum, const float *w,
+                          const float *b, float *out, size_t m, size_t d, float eps, int flags)
+    int ec_rope_f32(float *x, size_t m, size_t row_stride, size_t heads, size_t head_dim,
+                    size_t rotary_dim, const void *positions, int pos_bytes, const float *cos,
+                    const float *sin, size_t max_pos, int interleaved, size_t *bad_row)
+
+    ctypedef struct ec_kv_pages:
+        void *k
+        void *v
+        int dtype
+        size_t n_pages
+        size_t kv_heads
+        size_t page_tokens
+        size_t head_dim
+
+    ctypedef struct ec_kv_batch:
+        size_t n_seqs
+        const int32_t *starts
+        const int32_t *pos0
+        const int32_t *page_table
+        size_t max_pages
+
+    ctypedef struct ec_kv_fault:
+        int64_t seq
+        int64_t index
+
+    int ec_kv_store(const ec_kv_pages *cache, const ec_kv_batch *batch, const float *k,
+                    const float *v, size_t m, size_t row_stride, ec_kv_fault *fault)
+    int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const float *q,
+                         size_t m, size_t q_row_stride, size_t n_heads, float scale, size_t window,
+                         float softcap, float *out, ec_kv_fault *fault)

@@ -34,6 +34,7 @@ include "_quant.pxi"
 include "_linear.pxi"
 include "_routing.pxi"
 include "_convert.pxi"
+include "_pertoken.pxi"
 include "_tiers.pxi"
 
 _configure_from_env()

@@ -12,6 +12,14 @@ weights sharing x, optionally as a GLU), ``dequantize_rows`` /
 ``dequantize`` and ``quantize``. The numerical contract of the quantized
 types (activations quantized to 8 bits per call) is docs/quantization.md.
 
+The per-token path between the matrix products runs in C too: ``rms_norm``
+and ``layer_norm`` (optionally fused with the residual add), ``rope``
+(rotate-half or interleaved, per-row positions), and the paged KV cache:
+``kv_store`` writes new K/V rows into their pages (float32 or float16) and
+``attention`` runs causal (optionally sliding-window) GQA attention for a
+batch of sequences over their own pages, bitwise independent of the batch
+and of the thread count.
+
 ``RouterCore`` and ``Routing`` are the compiled core of the memory-aware MoE
 router (``edgecore.moe.MemoryAwareRouter`` builds on them).
 
@@ -30,6 +38,7 @@ from edgecore._kernels import (
     RouterCore,
     Routing,
     _use_tier,
+    attention,
     bf16_to_f32,
     capabilities,
     dequantize,
@@ -39,11 +48,15 @@ from edgecore._kernels import (
     fused_linear,
     get_num_threads,
     kernel_dispatch,
+    kv_store,
+    layer_norm,
     linear,
     linear_multi,
     linear_scratch_bytes,
     quantize,
     quantize_activations,
+    rms_norm,
+    rope,
     route_topk,
     set_num_threads,
     thread_calibration,
@@ -56,6 +69,7 @@ __all__ = [
     "POLICIES",
     "RouterCore",
     "Routing",
+    "attention",
     "bf16_to_f32",
     "capabilities",
     "dequantize",
@@ -66,11 +80,15 @@ __all__ = [
     "fused_linear",
     "get_num_threads",
     "kernel_dispatch",
+    "kv_store",
+    "layer_norm",
     "linear",
     "linear_multi",
     "linear_scratch_bytes",
     "quantize",
     "quantize_activations",
+    "rms_norm",
+    "rope",
     "route_topk",
     "set_num_threads",
     "thread_calibration",

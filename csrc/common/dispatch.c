@@ -18,7 +18,8 @@
 
 #define TABLE(isa)                                                             \
     {ec_linear_f32_##isa, ec_ema_f32_##isa, ec_topk_f32_##isa,                 \
-     ec_cvt_bf16_f32_##isa, ec_cvt_f16_f32_##isa}
+     ec_cvt_bf16_f32_##isa, ec_cvt_f16_f32_##isa,                              \
+     EC_PERTOKEN_TABLE(isa)}
 
 static const ec_kernel_table table_scalar = TABLE(scalar);
 #ifdef EC_BUILD_AVX2

@@ -6,6 +6,7 @@
 #define EDGECORE_INTERNAL_H
 
 #include "edgecore/kernels.h"
+#include "pertoken.h"
 
 /* A linear call, described once and shared by every worker. */
 typedef struct {
@@ -39,6 +40,15 @@ typedef struct {
     ec_topk_fn topk_f32;
     ec_cvt_fn cvt_bf16_f32;
     ec_cvt_fn cvt_f16_f32;
+    /* per-token micro-kernels (pertoken.h) */
+    ec_norm_rows_fn rms_norm_rows;
+    ec_norm_rows_fn layer_norm_rows;
+    ec_rope_row_fn rope_row;
+    ec_cvt_f32_f16_fn cvt_f32_f16;
+    ec_attn_scores_fn attn_scores_f32, attn_scores_f16;
+    ec_attn_pv_fn attn_pv_f32, attn_pv_f16;
+    ec_attn_max_fn attn_max;
+    ec_attn_expsum_fn attn_expsum;
 } ec_kernel_table;
 
 /* The active table (filled at load, switched only by ec_set_active_tier). */
@@ -52,7 +62,8 @@ extern const ec_kernel_table *ec_active;
                               size_t e, size_t k, size_t t0, size_t t1,       \
                               int32_t *ids, float *weights);                   \
     void ec_cvt_bf16_f32_##isa(const uint16_t *src, float *dst, size_t n);    \
-    void ec_cvt_f16_f32_##isa(const uint16_t *src, float *dst, size_t n);
+    void ec_cvt_f16_f32_##isa(const uint16_t *src, float *dst, size_t n);    \
+    EC_DECLARE_PERTOKEN(isa)
 
 EC_DECLARE_TIER(scalar)
 #ifdef EC_BUILD_AVX2

@@ -9,7 +9,10 @@ implementation on native 256-bit halves, links it with the scalar reference
 and a small driver (`avx512_emu/driver.c`), and calls the kernels directly
 through ctypes (no dispatch), checking them on the cases the native suite
 uses: float64 NumPy references, integer-valued exactness, the scalar kernel,
-ties/NaN for top-k, EMA clamps, exhaustive bf16/f16. The driver puts every
+ties/NaN for top-k, EMA clamps, exhaustive bf16/f16, and the per-token
+kernels (norms, RoPE, f16 KV store, paged attention) through their own C
+drivers (csrc/common/{norms,rope,kvcache,attention}.c) against the float64
+references of support/pertoken.py. The driver puts every
 buffer flush against a guard page, so reading or writing one element past
 an array fails the test.
 
@@ -34,6 +37,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.kernels import EDGE_SIZES, assert_close, ema_ref, linear_ref, topk_ref
+from support.pertoken import (
+    U,
+    assert_attention_close,
+    attention_ref,
+    batch_rows,
+    build_paged,
+    layer_norm_ref,
+    norm_tolerance,
+    rms_norm_ref,
+    rope_ref,
+    rope_tables,
+)
 
 from edgecore import ops
 
@@ -55,6 +70,7 @@ SCALAR, AVX512 = 0, 2  # ec_tier values (csrc/include/edgecore/kernels.h)
 ACT = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}  # ec_activation
 EMU_OK, EMU_FAULT = 0, 1  # driver.c return codes
 TESTED_NAME = "avx512 (emulated via SIMDe)"
+PERTOKEN_DRIVERS = ("norms", "rope", "kvcache", "attention", "parallel_rows")
 
 
 def _skip_reason() -> str | None:
@@ -80,6 +96,10 @@ def _skip_reason() -> str | None:
 def _compile(out: Path) -> Path:
     jobs = [(src, FLAGS + EMU_FLAGS) for src in sorted((CSRC / "x86" / "avx512").glob("*.c"))]
     jobs += [(CSRC / "scalar" / "kernels_scalar.c", FLAGS), (EMU / "driver.c", FLAGS)]
+    # the per-token kernels run through their own C drivers (driver.c stubs the
+    # dispatch table and the thread pool they call)
+    jobs += [(CSRC / "scalar" / f"{name}_scalar.c", FLAGS) for name in ("pertoken", "attention")]
+    jobs += [(CSRC / "common" / f"{name}.c", FLAGS) for name in PERTOKEN_DRIVERS]
     running = []
     for i, (src, flags) in enumerate(jobs):
         obj = out / f"{i}_{src.stem}.o"
@@ -124,7 +144,20 @@ class Emulated:
         lib.emu_topk.argtypes = [i, p, p, z, z, z, p, p, p]
         lib.emu_ema.argtypes = [i, p, z, p, f, f, f]
         lib.emu_cvt.argtypes = [i, i, p, p, z]
-        for fn in (lib.emu_linear, lib.emu_topk, lib.emu_ema, lib.emu_cvt):
+        lib.emu_norm.argtypes = [i, i, p, p, p, p, p, z, z, f, i, p]
+        lib.emu_rope.argtypes = [i, p, z, z, z, z, p, p, p, z, i, p]
+        lib.emu_kv_store.argtypes = [i, p, p, z, p, p, i, z, z, z, z, p, z, z, p, p, p]
+        lib.emu_attention.argtypes = [i, p, z, z, p, p, i, z, z, z, z, p, z, z, p, p, f, z, f, p, p]
+        for fn in (
+            lib.emu_linear,
+            lib.emu_topk,
+            lib.emu_ema,
+            lib.emu_cvt,
+            lib.emu_norm,
+            lib.emu_rope,
+            lib.emu_kv_store,
+            lib.emu_attention,
+        ):
             fn.restype = i
         self.lib = lib
 
@@ -168,6 +201,91 @@ class Emulated:
         dst = np.full(src.shape, np.nan, np.float32)
         _check(self.lib.emu_cvt(tier, int(half), _ptr(src), _ptr(dst), src.size), "cvt")
         return dst
+
+    def norm(self, tier, layer, x, w, b=None, eps=1e-5, delta=None, unit_offset=False):
+        """(out, x after): out = norm(x (+ delta, stored to x))."""
+        x = np.array(x, np.float32)
+        m, d = x.shape
+        out = np.full((m, d), np.nan, np.float32)
+        rc = np.zeros(1, np.int32)
+        r = self.lib.emu_norm(
+            tier,
+            int(layer),
+            _ptr(x),
+            _ptr(delta),
+            _ptr(w),
+            _ptr(b),
+            _ptr(out),
+            m,
+            d,
+            eps,
+            1 if unit_offset else 0,
+            _ptr(rc),
+        )
+        _check(r, "norm")
+        assert rc[0] == 0, f"norm returned {rc[0]}"
+        return out, x
+
+    def rope(self, tier, x, positions, cos, sin, interleaved):
+        x = np.array(x, np.float32)
+        m, heads, hd = x.shape
+        positions = np.ascontiguousarray(positions, np.int32)
+        rc = np.zeros(1, np.int32)
+        r = self.lib.emu_rope(
+            tier,
+            _ptr(x),
+            m,
+            heads,
+            hd,
+            2 * cos.shape[1],
+            _ptr(positions),
+            _ptr(cos),
+            _ptr(sin),
+            cos.shape[0],
+            int(interleaved),
+            _ptr(rc),
+        )
+        _check(r, "rope")
+        assert rc[0] == 0, f"rope returned {rc[0]}"
+        return x
+
+    @staticmethod
+    def _paged_args(k_cache, page_table, starts, pos0):
+        n_pages, kv_heads, tokens, hd = k_cache.shape
+        dtype = 1 if k_cache.dtype == np.float16 else 0
+        return [
+            dtype,
+            n_pages,
+            kv_heads,
+            tokens,
+            hd,
+            _ptr(page_table),
+            page_table.shape[0],
+            page_table.shape[1],
+            _ptr(starts),
+            _ptr(pos0),
+        ]
+
+    def kv_store(self, tier, k, v, k_cache, v_cache, page_table, starts, pos0):
+        """Stores into k_cache / v_cache in place; returns the entry point's code."""
+        rc = np.zeros(1, np.int32)
+        args = self._paged_args(k_cache, page_table, starts, pos0)
+        r = self.lib.emu_kv_store(tier, _ptr(k), _ptr(v), k.shape[0], _ptr(k_cache), _ptr(v_cache), *args, _ptr(rc))
+        _check(r, "kv_store")
+        return int(rc[0])
+
+    def attention(self, tier, q, k_cache, v_cache, page_table, starts, pos0, scale, window=0, softcap=0.0):
+        q = np.ascontiguousarray(q, np.float32)
+        m, heads, hd = q.shape
+        out = np.full((m, heads * hd), -7.0, np.float32)
+        rc = np.zeros(1, np.int32)
+        args = self._paged_args(k_cache, page_table, starts, pos0)
+        r = self.lib.emu_attention(
+            tier, _ptr(q), m, heads, _ptr(k_cache), _ptr(v_cache), *args, scale, window, softcap, _ptr(out), _ptr(rc)
+        )
+        _check(r, "attention")
+        assert rc[0] == 0, f"attention returned {rc[0]}"
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -464,3 +582,108 @@ def test_cvt_lengths(emu, n):
     src = ALL_BITS[12345 : 12345 + n].copy()
     np.testing.assert_array_equal(emu.cvt(AVX512, False, src).view(np.uint32), src.astype(np.uint32) << 16)
     np.testing.assert_array_equal(emu.cvt(AVX512, True, src), src.view(np.float16).astype(np.float32))
+
+
+# ---- per-token kernels (norms, RoPE, paged KV cache, attention) --------------------
+
+
+@pytest.mark.parametrize("layer", [False, True])
+@pytest.mark.parametrize("d", EDGE_SIZES + [255, 256, 257, 576, 1024, 4099])
+def test_norms(emu, layer, d):
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((5, d)) + (20.0 if layer else 0.0)).astype(np.float32)
+    w = rng.uniform(-2, 2, d).astype(np.float32)
+    b = rng.standard_normal(d).astype(np.float32) if layer else None
+    delta = rng.standard_normal((5, d)).astype(np.float32)
+    for res, unit_offset in ((None, False), (delta, False), (delta, True)):
+        out, x_after = emu.norm(AVX512, layer, x, w, b, 1e-5, res, unit_offset)
+        s = x + res if res is not None else x
+        np.testing.assert_array_equal(x_after, s)
+        ref = layer_norm_ref(s, w, b, 1e-5, unit_offset) if layer else rms_norm_ref(s, w, 1e-5, unit_offset)
+        tol = norm_tolerance(s, w, b, d, 1e-5, layer, unit_offset)
+        assert np.all(np.abs(out - ref) <= tol)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize(
+    "hd, rot",
+    [
+        (2, 2),
+        (6, 6),
+        (16, 16),
+        (18, 18),
+        (30, 30),
+        (32, 32),
+        (34, 34),
+        (64, 64),
+        (80, 80),
+        (96, 48),
+        (128, 128),
+        (256, 256),
+        (64, 30),
+    ],
+)
+def test_rope(emu, interleaved, hd, rot):
+    rng = np.random.default_rng(hd + rot)
+    cos, sin = rope_tables(100, rot)
+    x = rng.standard_normal((7, 3, hd)).astype(np.float32)
+    positions = rng.integers(0, 100, 7).astype(np.int32)
+    got = emu.rope(AVX512, x, positions, cos, sin, interleaved)
+    ref, mag = rope_ref(x, positions, cos, sin, interleaved)
+    assert np.all(np.abs(got[..., :rot] - ref[..., :rot]) <= 4 * U * mag[..., :rot] + 1e-38)
+    np.testing.assert_array_equal(got[..., rot:], x[..., rot:])
+
+
+@pytest.mark.parametrize("hd", [1, 7, 15, 16, 17, 33, 64])
+def test_kv_store_f16_bitwise(emu, hd):
+    rng = np.random.default_rng(hd)
+    lens, pos0 = [3, 0, 20], [5, 0, 14]
+    pg = build_paged(rng, [p + n for p, n in zip(pos0, lens, strict=True)], 2, hd, 16, np.float16)
+    starts, p0 = batch_rows(lens, pos0)
+    raw = rng.integers(0, 2**32, (2, 23, 2, hd), dtype=np.uint64).astype(np.uint32).view(np.float32)
+    k, v = np.where(np.isnan(raw), 1.5, raw)  # NaN payloads are not compared
+    assert emu.kv_store(AVX512, k, v, pg.k_cache, pg.v_cache, pg.page_table, starts, p0) == 0
+    with np.errstate(over="ignore"):
+        for s in range(3):
+            for i in range(lens[s]):
+                p = pos0[s] + i
+                page, slot = pg.page_table[s, p // 16], p % 16
+                row = starts[s] + i
+                np.testing.assert_array_equal(
+                    pg.k_cache[page, :, slot].view(np.uint16), k[row].astype(np.float16).view(np.uint16)
+                )
+                np.testing.assert_array_equal(
+                    pg.v_cache[page, :, slot].view(np.uint16), v[row].astype(np.float16).view(np.uint16)
+                )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("hd", [1, 5, 16, 17, 32, 64, 80, 96, 128, 256])
+@pytest.mark.parametrize("group, page_tokens, window", [(1, 16, 0), (3, 1, 0), (4, 16, 20), (17, 16, 0)])
+def test_attention(emu, dtype, hd, group, page_tokens, window):
+    rng = np.random.default_rng(hd * 31 + group)
+    lens, pos0 = [1, 9, 1, 2], [70, 0, 15, 33]
+    pg = build_paged(rng, [p + n for p, n in zip(pos0, lens, strict=True)], 2, hd, page_tokens, dtype)
+    starts, p0 = batch_rows(lens, pos0)
+    q = rng.standard_normal((int(starts[-1]), 2 * group, hd)).astype(np.float32)
+    for softcap in (0.0, 20.0):
+        got = emu.attention(AVX512, q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, hd**-0.5, window, softcap)
+        ref, mag, n_keys = attention_ref(q, pg.keys, pg.values, starts, p0, hd**-0.5, window, softcap, dtype)
+        assert_attention_close(got, ref, mag, n_keys, hd, softcap)
+
+
+def test_attention_batch_invariance_and_nan(emu):
+    rng = np.random.default_rng(0)
+    lens, pos0 = [1, 13, 1, 4], [200, 3, 64, 70]
+    pg = build_paged(rng, [p + n for p, n in zip(pos0, lens, strict=True)], 3, 64, 16, np.float16)
+    starts, p0 = batch_rows(lens, pos0)
+    q = rng.standard_normal((int(starts[-1]), 9, 64)).astype(np.float32)
+    q[starts[3] + 1, 4, 10] = np.nan
+    batch = emu.attention(AVX512, q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, 0.125)
+    for s in range(4):
+        rows = slice(starts[s], starts[s + 1])
+        s1, q1 = batch_rows([lens[s]], [pos0[s]])
+        alone = emu.attention(AVX512, q[rows], pg.k_cache, pg.v_cache, pg.page_table[s : s + 1], s1, q1, 0.125)
+        np.testing.assert_array_equal(alone, batch[rows])
+    poisoned = batch.reshape(-1, 9, 64)[starts[3] + 1, 4]
+    assert np.all(np.isnan(poisoned)) and np.sum(np.isnan(batch)) == 64

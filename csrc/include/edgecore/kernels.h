@@ -281,6 +281,111 @@ int ec_quantize(int wtype, const float *x, size_t rows, size_t k, void *out);
 void ec_cvt_bf16_f32(const uint16_t *src, float *dst, size_t n);
 void ec_cvt_f16_f32(const uint16_t *src, float *dst, size_t n);
 
+/* ---- per-token kernels: norms, RoPE, paged KV cache, attention --------- */
+
+/* Error codes of the per-token entry points (with EC_OK and EC_ERR_ARG). */
+#define EC_ERR_POSITION (-7) /* a position outside a table's capacity */
+#define EC_ERR_PAGE (-8)     /* a page id outside [0, n_pages) */
+
+/* Norm flags. */
+#define EC_NORM_UNIT_OFFSET 1 /* scale by (1 + w): Gemma stores w - 1 */
+
+/*
+ * Per row r of [m, d]: s = x[r], or with delta != NULL s = x[r] + delta[r]
+ * (float32 add) written to sum[r] (sum may be x: the fused residual add);
+ *   RMSNorm:   out[r] = s / sqrt(mean(s^2) + eps) * w
+ *   LayerNorm: out[r] = (s - mean(s)) / sqrt(var(s) + eps) * w + b  (b may be NULL)
+ * with w replaced by 1 + w under EC_NORM_UNIT_OFFSET. out may be x when
+ * delta is NULL; otherwise out must not overlap x, delta or sum. Rows are
+ * independent: a row's result depends on nothing but its own values.
+ * Returns EC_OK, or EC_ERR_ARG (d == 0, a NULL array, delta without sum,
+ * unknown flags) with nothing written.
+ */
+int ec_rms_norm_f32(const float *x, const float *delta, float *sum, const float *w, float *out,
+                    size_t m, size_t d, float eps, int flags);
+int ec_layer_norm_f32(const float *x, const float *delta, float *sum, const float *w,
+                      const float *b, float *out, size_t m, size_t d, float eps, int flags);
+
+/*
+ * Rotary position embedding, in place on x [m, heads, head_dim] (row r at
+ * x + r * row_stride floats; heads contiguous within a row). Row r is at
+ * position positions[r] (int32 if pos_bytes == 4, int64 if 8); cos and sin
+ * are [max_pos, rotary_dim / 2]. Frequency i rotates the pair
+ *   rotate-half (interleaved == 0): (i, i + rotary_dim / 2)
+ *   interleaved (interleaved != 0): (2i, 2i + 1)
+ * of each head: (a, b) -> (a cos - b sin, b cos + a sin); elements from
+ * rotary_dim to head_dim are untouched. Returns EC_OK; EC_ERR_ARG (rotary
+ * dim odd, 0 or > head_dim, row_stride < heads * head_dim, pos_bytes not 4
+ * or 8); EC_ERR_POSITION with *bad_row (if not NULL) the first row whose
+ * position is outside [0, max_pos). Nothing is written on error.
+ */
+int ec_rope_f32(float *x, size_t m, size_t row_stride, size_t heads, size_t head_dim,
+                size_t rotary_dim, const void *positions, int pos_bytes, const float *cos,
+                const float *sin, size_t max_pos, int interleaved, size_t *bad_row);
+
+typedef enum { EC_KV_F32 = 0, EC_KV_F16 = 1 } ec_kv_dtype;
+
+/* One layer's paged KV cache: K and V each [n_pages, kv_heads, page_tokens,
+ * head_dim] of `dtype` (f16 as IEEE half bits). */
+typedef struct {
+    void *k, *v;
+    int dtype; /* ec_kv_dtype */
+    size_t n_pages, kv_heads, page_tokens, head_dim;
+} ec_kv_pages;
+
+/*
+ * A batch of sequences over the rows of one activation: sequence s owns rows
+ * starts[s] .. starts[s + 1] - 1 (starts[0] == 0, non-decreasing, starts[n]
+ * == m; a sequence may have no rows), row starts[s] + i is at position
+ * pos0[s] + i, and position p lives in page page_table[s * max_pages +
+ * p / page_tokens], slot p % page_tokens.
+ */
+typedef struct {
+    size_t n_seqs;
+    const int32_t *starts;     /* [n_seqs + 1] */
+    const int32_t *pos0;       /* [n_seqs], >= 0 */
+    const int32_t *page_table; /* [n_seqs, max_pages] */
+    size_t max_pages;
+} ec_kv_batch;
+
+/* Where an entry point found an inconsistent argument. */
+typedef struct {
+    int64_t seq;   /* the sequence (EC_ERR_PAGE, EC_ERR_POSITION, EC_ERR_ARG on starts/pos0) */
+    int64_t index; /* EC_ERR_PAGE: the page table column */
+} ec_kv_fault;
+
+/*
+ * Write k, v [m, kv_heads, head_dim] float32 (row r at + r * row_stride
+ * floats) into their positions' slots, converting to f16 with round to
+ * nearest even for an f16 cache. Two rows of one call must not map to the
+ * same slot (which one lands is then unspecified). Returns EC_OK, or
+ * EC_ERR_ARG / EC_ERR_POSITION / EC_ERR_PAGE (see ec_kv_fault) with nothing
+ * written.
+ */
+int ec_kv_store(const ec_kv_pages *cache, const ec_kv_batch *batch, const float *k,
+                const float *v, size_t m, size_t row_stride, ec_kv_fault *fault);
+
+/* Head dims the attention kernel supports: 1 .. EC_ATTN_MAX_HEAD_DIM. */
+#define EC_ATTN_MAX_HEAD_DIM 256
+
+/*
+ * Causal attention over the paged cache for a batch of sequences. q is
+ * [m, n_heads, head_dim] float32 (row r at q + r * q_row_stride floats); the
+ * row at position p attends to its own sequence's keys at positions
+ * [max(0, p - window + 1), p] (window 0: [0, p]); query head j reads KV head
+ * j / (n_heads / kv_heads). Scores are scale * q.k, soft-capped as
+ * softcap * tanh(score / softcap) when softcap > 0. out is [m, n_heads *
+ * head_dim]. A row whose scores include a NaN or +inf, or are all -inf, gets
+ * NaN. Every output row is bitwise a function of its own q row, its own
+ * keys/values and the parameters: independent of the other rows and
+ * sequences of the call and of the thread count. Returns EC_OK, or
+ * EC_ERR_ARG / EC_ERR_POSITION / EC_ERR_PAGE (see ec_kv_fault) with nothing
+ * written. Only the pages holding attended positions are read or checked.
+ */
+int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const float *q,
+                     size_t m, size_t q_row_stride, size_t n_heads, float scale, size_t window,
+                     float softcap, float *out, ec_kv_fault *fault);
+
 /* ---- memory-aware MoE router --------------------------------------------- */
 
 /* How the router picks experts to evict when the cache is at capacity. */

@@ -241,3 +241,214 @@ int emu_cvt(int tier, int half, const uint16_t *src, float *dst, size_t n) {
     guard_free(&gs);
     return rc;
 }
+
+/* ---- per-token kernels, through their C drivers ------------------------------
+ *
+ * norms.c, rope.c, kvcache.c and attention.c are linked in as they are; the
+ * dispatch table they read (ec_active) holds only the per-token entries of
+ * the tier under test, and the thread pool is replaced by a serial loop (the
+ * native suite covers threading). Every buffer sits against a guard page.
+ */
+
+static ec_kernel_table emu_table;
+const ec_kernel_table *ec_active = &emu_table;
+
+int ec_threads_for_work(double macs) {
+    (void)macs;
+    return 1;
+}
+
+void ec_parallel_run(ec_task_fn fn, void *ctx, size_t n_tasks) {
+    for (size_t i = 0; i < n_tasks; i++) fn(ctx, i, n_tasks);
+}
+
+#define EMU_PERTOKEN(isa)                                      \
+    do {                                                       \
+        emu_table.rms_norm_rows = ec_rms_norm_rows_##isa;      \
+        emu_table.layer_norm_rows = ec_layer_norm_rows_##isa;  \
+        emu_table.rope_row = ec_rope_row_##isa;                \
+        emu_table.cvt_f32_f16 = ec_cvt_f32_f16_##isa;          \
+        emu_table.attn_scores_f32 = ec_attn_scores_f32_##isa;  \
+        emu_table.attn_scores_f16 = ec_attn_scores_f16_##isa;  \
+        emu_table.attn_pv_f32 = ec_attn_pv_f32_##isa;          \
+        emu_table.attn_pv_f16 = ec_attn_pv_f16_##isa;          \
+        emu_table.attn_max = ec_attn_max_##isa;                \
+        emu_table.attn_expsum = ec_attn_expsum_##isa;          \
+    } while (0)
+
+static int use_tier(int tier) {
+    memset(&emu_table, 0, sizeof emu_table);
+    if (tier == EC_TIER_SCALAR) EMU_PERTOKEN(scalar);
+    else if (tier == EC_TIER_AVX512) EMU_PERTOKEN(avx512);
+    else return -1;
+    return 0;
+}
+
+/* Up to EMU_MAX_BUFS caller arrays, each copied into a guarded mapping
+ * (NULL stays NULL) and copied back after the call. */
+#define EMU_MAX_BUFS 8
+typedef struct {
+    void *user[EMU_MAX_BUFS];
+    size_t bytes[EMU_MAX_BUFS];
+    guarded g[EMU_MAX_BUFS];
+    void *p[EMU_MAX_BUFS]; /* what the kernel sees */
+    size_t n;
+} guard_set;
+
+static int guard_all(guard_set *s) {
+    for (size_t i = 0; i < s->n; i++) {
+        s->g[i].map = NULL;
+        s->p[i] = NULL;
+        if (!s->user[i]) continue;
+        if (guard_alloc(&s->g[i], s->user[i], s->bytes[i])) return -1;
+        s->p[i] = s->g[i].data;
+    }
+    return 0;
+}
+
+static void unguard_all(guard_set *s) {
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->user[i] && s->g[i].map) memcpy(s->user[i], s->g[i].data, s->bytes[i]);
+        guard_free(&s->g[i]);
+    }
+}
+
+typedef struct {
+    guard_set s;
+    int layer, flags, rc;
+    size_t m, d;
+    float eps;
+} norm_call;
+
+static void norm_body(void *ctx) {
+    norm_call *c = ctx;
+    float *x = c->s.p[0];
+    const float *delta = c->s.p[1], *w = c->s.p[2], *b = c->s.p[3];
+    float *out = c->s.p[4];
+    float *sum = delta ? x : NULL; /* the fused residual add updates x */
+    if (c->layer) c->rc = ec_layer_norm_f32(x, delta, sum, w, b, out, c->m, c->d, c->eps, c->flags);
+    else c->rc = ec_rms_norm_f32(x, delta, sum, w, out, c->m, c->d, c->eps, c->flags);
+}
+
+/* out = norm(x (+ delta, stored to x)); delta and b may be NULL. *rc: the
+ * entry point's return code. */
+int emu_norm(int tier, int layer, float *x, const float *delta, const float *w, const float *b, float *out,
+             size_t m, size_t d, float eps, int flags, int *rc) {
+    if (use_tier(tier)) return EMU_NO_TIER;
+    norm_call c = {{{x, (void *)delta, (void *)w, (void *)b, out},
+                    {m * d * 4, m * d * 4, d * 4, d * 4, m * d * 4}, {{0}}, {0}, 5},
+                   layer, flags, -99, m, d, eps};
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&c.s) == 0) ret = run_guarded(norm_body, &c) ? EMU_FAULT : EMU_OK;
+    unguard_all(&c.s);
+    *rc = c.rc;
+    return ret;
+}
+
+typedef struct {
+    guard_set s;
+    size_t m, heads, hd, rot, max_pos;
+    int interleaved, rc;
+} rope_call;
+
+static void rope_body(void *ctx) {
+    rope_call *c = ctx;
+    size_t bad = 0;
+    c->rc = ec_rope_f32(c->s.p[0], c->m, c->heads * c->hd, c->heads, c->hd, c->rot, c->s.p[1], 4, c->s.p[2],
+                        c->s.p[3], c->max_pos, c->interleaved, &bad);
+}
+
+/* x [m, heads, hd] in place; int32 positions; cos/sin [max_pos, rot / 2]. */
+int emu_rope(int tier, float *x, size_t m, size_t heads, size_t hd, size_t rot, const int32_t *positions,
+             const float *cos, const float *sin, size_t max_pos, int interleaved, int *rc) {
+    if (use_tier(tier)) return EMU_NO_TIER;
+    const size_t table = max_pos * (rot / 2) * 4;
+    rope_call c = {{{x, (void *)positions, (void *)cos, (void *)sin}, {m * heads * hd * 4, m * 4, table, table},
+                    {{0}}, {0}, 4},
+                   m, heads, hd, rot, max_pos, interleaved, -99};
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&c.s) == 0) ret = run_guarded(rope_body, &c) ? EMU_FAULT : EMU_OK;
+    unguard_all(&c.s);
+    *rc = c.rc;
+    return ret;
+}
+
+/* A paged call: cache shape, batch, and what to run. */
+typedef struct {
+    guard_set s; /* 0 k_cache, 1 v_cache, 2 table, 3 starts, 4 pos0, 5 q or k rows, 6 v rows or out */
+    ec_kv_pages pages;
+    ec_kv_batch batch;
+    size_t m, n_heads, window;
+    float scale, softcap;
+    int attend, rc;
+} paged_call;
+
+static void paged_body(void *ctx) {
+    paged_call *c = ctx;
+    c->pages.k = c->s.p[0];
+    c->pages.v = c->s.p[1];
+    c->batch.page_table = c->s.p[2];
+    c->batch.starts = c->s.p[3];
+    c->batch.pos0 = c->s.p[4];
+    ec_kv_fault fault;
+    if (c->attend)
+        c->rc = ec_attention_f32(&c->pages, &c->batch, c->s.p[5], c->m, c->n_heads * c->pages.head_dim, c->n_heads,
+                                 c->scale, c->window, c->softcap, c->s.p[6], &fault);
+    else
+        c->rc = ec_kv_store(&c->pages, &c->batch, c->s.p[5], c->s.p[6], c->m, c->pages.kv_heads * c->pages.head_dim,
+                            &fault);
+}
+
+static int run_paged(int tier, paged_call *c, void *k_cache, void *v_cache, const int32_t *table,
+                     const int32_t *starts, const int32_t *pos0, void *a, size_t a_bytes, void *b, size_t b_bytes,
+                     int *rc) {
+    if (use_tier(tier)) return EMU_NO_TIER;
+    const ec_kv_pages *p = &c->pages;
+    const size_t cache = p->n_pages * p->kv_heads * p->page_tokens * p->head_dim * ec_kv_elem_bytes(p->dtype);
+    void *user[7] = {k_cache, v_cache, (void *)table, (void *)starts, (void *)pos0, a, b};
+    size_t bytes[7] = {cache, cache, c->batch.n_seqs * c->batch.max_pages * 4, (c->batch.n_seqs + 1) * 4,
+                       c->batch.n_seqs * 4, a_bytes, b_bytes};
+    for (size_t i = 0; i < 7; i++) {
+        c->s.user[i] = user[i];
+        c->s.bytes[i] = bytes[i];
+    }
+    c->s.n = 7;
+    c->rc = -99;
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&c->s) == 0) ret = run_guarded(paged_body, c) ? EMU_FAULT : EMU_OK;
+    unguard_all(&c->s);
+    *rc = c->rc;
+    return ret;
+}
+
+/* k, v [m, kv_heads, head_dim] float32 into the caches (dtype ec_kv_dtype). */
+int emu_kv_store(int tier, const float *k, const float *v, size_t m, void *k_cache, void *v_cache, int dtype,
+                 size_t n_pages, size_t kv_heads, size_t page_tokens, size_t head_dim, const int32_t *table,
+                 size_t n_seqs, size_t max_pages, const int32_t *starts, const int32_t *pos0, int *rc) {
+    paged_call c;
+    memset(&c, 0, sizeof c);
+    c.pages = (ec_kv_pages){NULL, NULL, dtype, n_pages, kv_heads, page_tokens, head_dim};
+    c.batch = (ec_kv_batch){n_seqs, NULL, NULL, NULL, max_pages};
+    c.m = m;
+    const size_t rows = m * kv_heads * head_dim * 4;
+    return run_paged(tier, &c, k_cache, v_cache, table, starts, pos0, (void *)k, rows, (void *)v, rows, rc);
+}
+
+/* out [m, n_heads * head_dim] = attention of q [m, n_heads, head_dim]. */
+int emu_attention(int tier, const float *q, size_t m, size_t n_heads, void *k_cache, void *v_cache, int dtype,
+                  size_t n_pages, size_t kv_heads, size_t page_tokens, size_t head_dim, const int32_t *table,
+                  size_t n_seqs, size_t max_pages, const int32_t *starts, const int32_t *pos0, float scale,
+                  size_t window, float softcap, float *out, int *rc) {
+    paged_call c;
+    memset(&c, 0, sizeof c);
+    c.pages = (ec_kv_pages){NULL, NULL, dtype, n_pages, kv_heads, page_tokens, head_dim};
+    c.batch = (ec_kv_batch){n_seqs, NULL, NULL, NULL, max_pages};
+    c.m = m;
+    c.n_heads = n_heads;
+    c.window = window;
+    c.scale = scale;
+    c.softcap = softcap;
+    c.attend = 1;
+    const size_t rows = m * n_heads * head_dim * 4;
+    return run_paged(tier, &c, k_cache, v_cache, table, starts, pos0, (void *)q, rows, out, rows, rc);
+}

@@ -61,7 +61,26 @@ EMU_INLINE __m256i emu_mm256_maskz_loadu_epi16(simde__mmask16 k, const void *p) 
     return _mm256_loadu_si256((const __m256i *)lanes);
 }
 
+EMU_INLINE void emu_mm_mask_storeu_ps(void *p, __mmask8 k, __m128 v) {
+    float lanes[4];
+    _mm_storeu_ps(lanes, v);
+    for (int i = 0; i < 4; i++)
+        if ((k >> i) & 1) ((float *)p)[i] = lanes[i];
+}
+
+EMU_INLINE void emu_mm256_mask_storeu_epi16(void *p, simde__mmask16 k, __m256i v) {
+    uint16_t lanes[16];
+    _mm256_storeu_si256((__m256i *)lanes, v);
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) ((uint16_t *)p)[i] = lanes[i];
+}
+
 /* ---- conversions and lane moves ----------------------------------------- */
+
+/* VCVTPS2PH on 16 lanes is the F16C conversion of each half (imm: rounding) */
+#define emu_mm512_cvtps_ph(v, imm)                                                                  \
+    _mm256_set_m128i(_mm256_cvtps_ph(simde__m512_to_private(v).m256[1], (imm)),                     \
+                     _mm256_cvtps_ph(simde__m512_to_private(v).m256[0], (imm)))
 
 /* rounding per MXCSR (nearest-even by default); 0x80000000 when out of range */
 EMU_INLINE simde__m512i emu_mm512_cvtps_epi32(simde__m512 v) {
@@ -131,6 +150,9 @@ EMU_INLINE simde__m512 emu_mm512_permute_ps(simde__m512 a, int imm) {
 #undef _mm512_shuffle_f32x4
 #undef _mm512_permute_ps
 #undef _mm512_cvtss_f32
+#undef _mm_mask_storeu_ps
+#undef _mm256_mask_storeu_epi16
+#undef _mm512_cvtps_ph
 #define _mm512_maskz_loadu_ps(k, p) emu_mm512_maskz_loadu_ps((k), (p))
 #define _mm512_mask_loadu_ps(s, k, p) emu_mm512_mask_loadu_ps((s), (k), (p))
 #define _mm512_mask_storeu_ps(p, k, v) emu_mm512_mask_storeu_ps((p), (k), (v))
@@ -144,5 +166,8 @@ EMU_INLINE simde__m512 emu_mm512_permute_ps(simde__m512 a, int imm) {
 #define _mm512_shuffle_f32x4(a, b, imm) emu_mm512_shuffle_f32x4((a), (b), (imm))
 #define _mm512_permute_ps(a, imm) emu_mm512_permute_ps((a), (imm))
 #define _mm512_cvtss_f32(v) emu_mm512_cvtss_f32(v)
+#define _mm_mask_storeu_ps(p, k, v) emu_mm_mask_storeu_ps((p), (k), (v))
+#define _mm256_mask_storeu_epi16(p, k, v) emu_mm256_mask_storeu_epi16((p), (k), (v))
+#define _mm512_cvtps_ph(v, imm) emu_mm512_cvtps_ph((v), (imm))
 
 #endif
