@@ -13,14 +13,42 @@
  */
 #include "../../common/qkernels.h"
 
+#define GEMM(type, suffix)                                                                                       \
+    void ec_qgemm_##type##_##suffix(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
+                                    size_t ws, float *y, size_t ldy);
+
+GEMM(q8_0, avx512)
+GEMM(q4_0, avx512)
+GEMM(q4_1, avx512)
+GEMM(q5_0, avx512)
+GEMM(q5_1, avx512)
+#ifdef EC_BUILD_AVX512_VNNI
+GEMM(q8_0, avx512_vnni)
+GEMM(q4_0, avx512_vnni)
+GEMM(q4_1, avx512_vnni)
+GEMM(q5_0, avx512_vnni)
+GEMM(q5_1, avx512_vnni)
+#endif
+
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_AVX512_VNNI
     /* variants that need AVX-512 VNNI (sources in csrc/x86/avx512/vnni/) */
+    {EC_WT_Q8_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q8_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q4_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q4_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_1_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q5_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 4, 16, NULL},
 #endif
 #ifdef EC_BUILD_AVX512_BF16
     /* variants that need AVX512-BF16 (sources in csrc/x86/avx512/bf16/) */
 #endif
+    /* 4 x rows by 16 weight rows: one accumulator per x row, a column per lane */
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx512, 4, 16, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx512, 4, 16, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx512, 4, 16, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx512, 4, 16, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx512, 4, 16, NULL},
     EC_QVARIANT_END,
 };
 

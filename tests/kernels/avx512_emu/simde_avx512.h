@@ -137,6 +137,42 @@ EMU_INLINE simde__m512 emu_mm512_permute_ps(simde__m512 a, int imm) {
     return simde__m512_from_private(r);
 }
 
+/* ---- integer arithmetic (the weight-type micro-kernels) ----------------- */
+
+/* SIMDe 0.7.4's alias for _mm512_madd_epi16 takes the masked form's four
+ * arguments; VPMADDWD is the AVX2 instruction on each half */
+EMU_INLINE simde__m512i emu_mm512_madd_epi16(simde__m512i a, simde__m512i b) {
+    const simde__m512i_private pa = simde__m512i_to_private(a), pb = simde__m512i_to_private(b);
+    simde__m512i_private r;
+    r.m256i[0] = _mm256_madd_epi16(pa.m256i[0], pb.m256i[0]);
+    r.m256i[1] = _mm256_madd_epi16(pa.m256i[1], pb.m256i[1]);
+    return simde__m512i_from_private(r);
+}
+
+/* VPMOVDW: the low 16 bits of each of 16 dwords */
+EMU_INLINE __m256i emu_mm512_cvtepi32_epi16(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint16_t lanes[16];
+    for (int i = 0; i < 16; i++) lanes[i] = (uint16_t)a.i32[i];
+    return _mm256_loadu_si256((const __m256i *)lanes);
+}
+
+/* VCVTDQ2PS: each half is the AVX conversion (rounding per MXCSR) */
+EMU_INLINE simde__m512 emu_mm512_cvtepi32_ps(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    simde__m512_private r;
+    r.m256[0] = _mm256_cvtepi32_ps(a.m256i[0]);
+    r.m256[1] = _mm256_cvtepi32_ps(a.m256i[1]);
+    return simde__m512_from_private(r);
+}
+
+#undef _mm512_cvtepi32_ps
+#define _mm512_cvtepi32_ps(v) emu_mm512_cvtepi32_ps(v)
+#undef _mm512_madd_epi16
+#undef _mm512_cvtepi32_epi16
+#define _mm512_madd_epi16(a, b) emu_mm512_madd_epi16((a), (b))
+#define _mm512_cvtepi32_epi16(v) emu_mm512_cvtepi32_epi16(v)
+
 #undef _mm512_maskz_loadu_ps
 #undef _mm512_mask_loadu_ps
 #undef _mm512_mask_storeu_ps
