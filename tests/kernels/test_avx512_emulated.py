@@ -316,8 +316,17 @@ class Emulated:
         lines, info = [], np.zeros(6, np.int32)
         while self.lib.emu_qline(tier, len(lines), _ptr(info)) == 0:
             wtype, features, gemm, mr, nr, dequant = (int(v) for v in info)
-            lines.append({"wtype": wtype, "features": features, "gemm": bool(gemm), "mr": mr, "nr": nr,
-                          "dequant": bool(dequant), "index": len(lines)})
+            lines.append(
+                {
+                    "wtype": wtype,
+                    "features": features,
+                    "gemm": bool(gemm),
+                    "mr": mr,
+                    "nr": nr,
+                    "dequant": bool(dequant),
+                    "index": len(lines),
+                }
+            )
         return lines
 
     def qactlines(self, tier) -> list[dict]:
@@ -332,8 +341,9 @@ class Emulated:
         xq, w = np.ascontiguousarray(xq), np.ascontiguousarray(w).view(np.uint8)
         m, n = xq.shape[0], w.shape[0]
         y = np.full((m, n), -7.0, np.float32)  # an unwritten output stays -7
-        rc = self.lib.emu_qgemm(tier, line, k, m, n, _ptr(xq), xq.shape[1] if m else 0, _ptr(w),
-                                w.shape[1] if n else 0, _ptr(y), mr, nr)
+        rc = self.lib.emu_qgemm(
+            tier, line, k, m, n, _ptr(xq), xq.shape[1] if m else 0, _ptr(w), w.shape[1] if n else 0, _ptr(y), mr, nr
+        )
         _check(rc, "qgemm")
         return y
 
@@ -817,8 +827,15 @@ def test_qgemm_lines_match_scalar_and_reference(emu, name):
     ks = _qk_sizes(name)
     for line in _lines(emu, name, "gemm"):
         rng = np.random.default_rng([QNAMES.index(name), line["index"]])
-        tiles = sorted({(line["mr"], line["nr"]), (1, line["nr"]), (line["mr"], 1), (min(3, line["mr"]),
-                        min(5, line["nr"])), (min(2, line["mr"]), min(13, line["nr"]))})
+        tiles = sorted(
+            {
+                (line["mr"], line["nr"]),
+                (1, line["nr"]),
+                (line["mr"], 1),
+                (min(3, line["mr"]), min(5, line["nr"])),
+                (min(2, line["mr"]), min(13, line["nr"])),
+            }
+        )
         for i, (m, n) in enumerate([(1, 1), (1, 16), (1, 33), (2, 17), (3, 15), (4, 16), (5, 7), (9, 65)]):
             k = ks[i % len(ks)]
             x, w = _qinputs(rng, m, k), random_weights(rng, name, n, k)
