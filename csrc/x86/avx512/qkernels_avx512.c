@@ -22,6 +22,9 @@ GEMM(q4_0, avx512)
 GEMM(q4_1, avx512)
 GEMM(q5_0, avx512)
 GEMM(q5_1, avx512)
+GEMM(q4_k, avx512)
+GEMM(q5_k, avx512)
+GEMM(q6_k, avx512)
 #ifdef EC_BUILD_AVX512_VNNI
 GEMM(q8_0, avx512_vnni)
 GEMM(q4_0, avx512_vnni)
@@ -49,6 +52,9 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx512, 4, 16, NULL},
     {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx512, 4, 16, NULL},
     {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx512, 4, 16, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx512, 4, 16, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx512, 4, 16, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx512, 4, 16, NULL},
     EC_QVARIANT_END,
 };
 
