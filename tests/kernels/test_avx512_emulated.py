@@ -899,3 +899,24 @@ def test_qgemm_lines_extreme_codes(emu, name):
             for line in _lines(emu, name, "gemm"):
                 got = emu.qgemm(AVX512, line["index"], xq, w, k, line["mr"], line["nr"])
                 np.testing.assert_array_equal(got, want, err_msg=f"{name} {_label(line)} fill {fill:#x}")
+
+
+@pytest.mark.parametrize("name", QNAMES)
+def test_qdequant_lines_bitwise_gguf(emu, name):
+    """Row dequantizers: bit for bit the gguf package's dequantize, for
+    rows of one block up to several (and odd lengths for the float types)."""
+    from support.quant import NEEDS_GGUF, dequantize_ref, random_weights
+
+    if NEEDS_GGUF.args[0]:
+        pytest.skip(NEEDS_GGUF.kwargs["reason"])
+    block = QTYPES[name]["block_elems"]
+    rng = np.random.default_rng(QNAMES.index(name) + 50)
+    ks = [256, 512, 1024] if block == 256 else [32, 64, 96, 576, 1024]
+    if block == 1:
+        ks += [1, 7, 15, 17, 33]
+    for line in _lines(emu, name, "dequant"):
+        for k in ks:
+            w = random_weights(rng, name, 3, k)
+            got = emu.qdequant(AVX512, line["index"], w, k)
+            want = dequantize_ref(w, name).astype(np.float32)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"{name} k={k}")

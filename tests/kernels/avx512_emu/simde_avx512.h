@@ -166,6 +166,28 @@ EMU_INLINE simde__m512 emu_mm512_cvtepi32_ps(simde__m512i v) {
     return simde__m512_from_private(r);
 }
 
+/* the sum tree of GCC's _mm512_reduce_add_ps: halves, then quarters, then
+ * lanes (2,3)+(0,1), then 0+1 (SIMDe 0.7.4 has none) */
+EMU_INLINE float emu_mm512_reduce_add_ps(simde__m512 v) {
+    const simde__m512_private a = simde__m512_to_private(v);
+    const __m256 h = _mm256_add_ps(a.m256[1], a.m256[0]);
+    const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+    const __m128 p = _mm_add_ps(q, _mm_shuffle_ps(q, q, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(p) + _mm_cvtss_f32(_mm_shuffle_ps(p, p, 1));
+}
+
+/* VPMOVSXBD: 16 int8 -> int32, the AVX2 conversion of each 8 */
+EMU_INLINE simde__m512i emu_mm512_cvtepi8_epi32(__m128i q) {
+    simde__m512i_private r;
+    r.m256i[0] = _mm256_cvtepi8_epi32(q);
+    r.m256i[1] = _mm256_cvtepi8_epi32(_mm_srli_si128(q, 8));
+    return simde__m512i_from_private(r);
+}
+
+#undef _mm512_cvtepi8_epi32
+#define _mm512_cvtepi8_epi32(q) emu_mm512_cvtepi8_epi32(q)
+#undef _mm512_reduce_add_ps
+#define _mm512_reduce_add_ps(v) emu_mm512_reduce_add_ps(v)
 #undef _mm512_cvtepi32_ps
 #define _mm512_cvtepi32_ps(v) emu_mm512_cvtepi32_ps(v)
 #undef _mm512_madd_epi16
