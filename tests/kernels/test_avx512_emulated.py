@@ -775,9 +775,7 @@ def test_attention_batch_invariance_and_nan(emu):
 
 QTYPES = {t["name"]: t for t in ops.weight_types()}
 QNAMES = [n for n in QTYPES if n != "f32"]
-QNAME_OF = {t["id"]: n for n, t in QTYPES.items()}
 ACT_FORMATS = {1: "q8_32", 2: "q8_256"}  # ec_act_format
-ACT_ROW = {"q8_32": 40 // 32, "q8_256": 292 // 256}  # bytes per element, rounded down; exact below
 ACT_BLOCK = {"q8_32": (32, 40), "q8_256": (256, 292)}
 
 
@@ -920,3 +918,45 @@ def test_qdequant_lines_bitwise_gguf(emu, name):
             got = emu.qdequant(AVX512, line["index"], w, k)
             want = dequantize_ref(w, name).astype(np.float32)
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"{name} k={k}")
+
+
+def _special_activation_rows(rng, k):
+    """Rows whose blocks hit every rule of the activation quantizer: NaN,
+    +-inf, amax just below / at 2^-119, zeros and -0, exact ties (amax 127
+    gives d = 1, so x.5 rounds half to even), subnormals, huge values."""
+    rows = [_qinputs(rng, 1, k)[0], rng.uniform(-3.4e38, 3.4e38, k).astype(np.float32)]
+    tie = np.resize(np.array([127, -0.5, 0.5, 1.5, -2.5, 3.5, 126.5, -126.5], np.float32), k)
+    rows.append(tie)
+    special = np.zeros(k, np.float32)
+    for at, v in enumerate([np.nan, np.inf, -np.inf, 2.0**-119, np.nextafter(np.float32(2.0**-119), 0), -0.0, 1e-40]):
+        if 32 * at < k:
+            special[32 * at : 32 * at + 32] = rng.standard_normal(32) * (abs(v) if np.isfinite(v) else 1.0)
+            special[32 * at + 5] = v
+    rows.append(special)
+    return np.array(rows, np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["q8_32", "q8_256"])
+def test_qactquant_lines_bitwise(emu, fmt):
+    """Activation quantizers: the scalar quantizer's bytes and the NumPy
+    re-implementation of docs/quantization.md, on random and special rows."""
+    from support.quant import parse_activations, quantize_activations_ref
+
+    block, nbytes = ACT_BLOCK[fmt]
+    fid = next(i for i, f in ACT_FORMATS.items() if f == fmt)
+    lines = [ln for ln in emu.qactlines(AVX512) if ln["format"] == fid]
+    if not lines:
+        pytest.skip(f"qkernels_avx512.c has no activation quantizer for {fmt}: the avx2 or scalar one runs there")
+    sline = next(ln for ln in emu.qactlines(SCALAR) if ln["format"] == fid)
+    rng = np.random.default_rng(block)
+    for k in [256, 512, 1024]:
+        x = np.concatenate([_special_activation_rows(rng, k), _qinputs(rng, 5, k)])
+        row = k // block * nbytes
+        want = emu.qactquant(SCALAR, sline["index"], x, row)
+        d, q = quantize_activations_ref(x, block)
+        ref = parse_activations(want, fmt)
+        np.testing.assert_array_equal(ref["d"].view(np.uint32), d.view(np.uint32))
+        np.testing.assert_array_equal(ref["q"].reshape(x.shape), q)
+        for line in lines:
+            got = emu.qactquant(AVX512, line["index"], x, row)
+            np.testing.assert_array_equal(got, want, err_msg=f"{fmt} k={k}")

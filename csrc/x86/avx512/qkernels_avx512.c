@@ -68,8 +68,7 @@ static const ec_qvariant weights[] = {
     EC_QVARIANT_END,
 };
 
-static const ec_actq_variant activations[] = {
-    EC_ACTQ_END,
-};
+/* activation quantizers: actquant_avx512.c */
+extern const ec_actq_variant ec_actq_avx512[];
 
-const ec_tier_qkernels ec_qkernels_avx512 = {weights, activations, NULL, NULL};
+const ec_tier_qkernels ec_qkernels_avx512 = {weights, ec_actq_avx512, NULL, NULL};

@@ -184,6 +184,36 @@ EMU_INLINE simde__m512i emu_mm512_cvtepi8_epi32(__m128i q) {
     return simde__m512i_from_private(r);
 }
 
+/* VPMOVDB: the low byte of each of 16 dwords */
+EMU_INLINE __m128i emu_mm512_cvtepi32_epi8(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint8_t lanes[16];
+    for (int i = 0; i < 16; i++) lanes[i] = (uint8_t)a.i32[i];
+    return _mm_loadu_si128((const __m128i *)lanes);
+}
+
+/* the largest of 16 lanes (VMAXPS semantics: the second operand when
+ * either is NaN; the kernels only call it on NaN-free vectors) */
+EMU_INLINE float emu_mm512_reduce_max_ps(simde__m512 v) {
+    const simde__m512_private a = simde__m512_to_private(v);
+    float m = a.f32[0];
+    for (int i = 1; i < 16; i++) m = m > a.f32[i] ? m : a.f32[i];
+    return m;
+}
+
+EMU_INLINE int emu_mm512_reduce_add_epi32(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint32_t s = 0; /* wraps like the hardware */
+    for (int i = 0; i < 16; i++) s += (uint32_t)a.i32[i];
+    return (int)s;
+}
+
+#undef _mm512_reduce_add_epi32
+#define _mm512_reduce_add_epi32(v) emu_mm512_reduce_add_epi32(v)
+#undef _mm512_cvtepi32_epi8
+#undef _mm512_reduce_max_ps
+#define _mm512_cvtepi32_epi8(v) emu_mm512_cvtepi32_epi8(v)
+#define _mm512_reduce_max_ps(v) emu_mm512_reduce_max_ps(v)
 #undef _mm512_cvtepi8_epi32
 #define _mm512_cvtepi8_epi32(q) emu_mm512_cvtepi8_epi32(q)
 #undef _mm512_reduce_add_ps
