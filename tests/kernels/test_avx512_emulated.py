@@ -775,6 +775,7 @@ def test_attention_batch_invariance_and_nan(emu):
 
 QTYPES = {t["name"]: t for t in ops.weight_types()}
 QNAMES = [n for n in QTYPES if n != "f32"]
+QTYPES_BY_ID = {t["id"]: n for n, t in QTYPES.items()}
 ACT_FORMATS = {1: "q8_32", 2: "q8_256"}  # ec_act_format
 ACT_BLOCK = {"q8_32": (32, 40), "q8_256": (256, 292)}
 
@@ -960,3 +961,20 @@ def test_qactquant_lines_bitwise(emu, fmt):
         for line in lines:
             got = emu.qactquant(AVX512, line["index"], x, row)
             np.testing.assert_array_equal(got, want, err_msg=f"{fmt} k={k}")
+
+
+def test_harness_runs_every_compiled_avx512_line(emu):
+    """Every avx512 weight-type variant the package build lists is a line
+    this harness runs (it compiles every feature folder, so it may run more)."""
+    harness = {
+        (QTYPES_BY_ID[ln["wtype"]], _label(ln), ln["gemm"], ln["dequant"], ln["mr"], ln["nr"])
+        for ln in emu.qlines(AVX512)
+    }
+    built = {
+        (name, v["label"], v["gemm"], v["dequantize"], v["mr"], v["nr"])
+        for name, t in QTYPES.items()
+        for v in t["variants"]
+        if v["tier"] == "avx512"
+    }
+    assert built <= harness, f"compiled but not emulated: {sorted(built - harness)}"
+    assert any("avx512_vnni" in label for _, label, *_ in harness), "no VNNI line reached the harness"
