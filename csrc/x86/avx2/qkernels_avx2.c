@@ -13,11 +13,27 @@
  */
 #include "../../common/qkernels.h"
 
+#define GEMM(type)                                                                                 \
+    void ec_qgemm_##type##_avx2(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
+                                size_t ws, float *y, size_t ldy);
+
+GEMM(q8_0)
+GEMM(q4_0)
+GEMM(q4_1)
+GEMM(q5_0)
+GEMM(q5_1)
+
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_AVX_VNNI
     /* variants that need AVX-VNNI (sources in csrc/x86/avx2/avx_vnni/) */
 #endif
+    /* 32-blocks: 8 weight rows x 4 activation rows (qgemm32_avx2.c) */
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx2, 4, 8, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx2, 4, 8, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx2, 4, 8, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx2, 4, 8, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx2, 4, 8, NULL},
     EC_QVARIANT_END,
 };
 
