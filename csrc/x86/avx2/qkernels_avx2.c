@@ -22,6 +22,9 @@ GEMM(q4_0)
 GEMM(q4_1)
 GEMM(q5_0)
 GEMM(q5_1)
+GEMM(q4_k)
+GEMM(q5_k)
+GEMM(q6_k)
 
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
@@ -34,6 +37,10 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx2, 4, 8, NULL},
     {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx2, 4, 8, NULL},
     {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx2, 4, 8, NULL},
+    /* K-quants: one weight row at a time, decoded once per 4 activation rows (qgemmk_avx2.c) */
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx2, 4, 4, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx2, 4, 4, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx2, 4, 4, NULL},
     EC_QVARIANT_END,
 };
 
