@@ -44,8 +44,7 @@ static const ec_qvariant weights[] = {
     EC_QVARIANT_END,
 };
 
-static const ec_actq_variant activations[] = {
-    EC_ACTQ_END,
-};
+/* activation quantizers: actquant_avx2.c */
+extern const ec_actq_variant ec_actq_avx2[];
 
-const ec_tier_qkernels ec_qkernels_avx2 = {weights, activations, NULL, NULL};
+const ec_tier_qkernels ec_qkernels_avx2 = {weights, ec_actq_avx2, NULL, NULL};
