@@ -17,6 +17,8 @@
     void ec_qgemm_##type##_avx2(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
                                 size_t ws, float *y, size_t ldy);
 
+GEMM(f16)
+GEMM(bf16)
 GEMM(q8_0)
 GEMM(q4_0)
 GEMM(q4_1)
@@ -31,6 +33,9 @@ static const ec_qvariant weights[] = {
 #ifdef EC_BUILD_AVX_VNNI
     /* variants that need AVX-VNNI (sources in csrc/x86/avx2/avx_vnni/) */
 #endif
+    /* f16/bf16: 4 activation rows x 3 weight rows per inner tile (qgemm_half_avx2.c) */
+    {EC_WT_F16, 0, ec_qgemm_f16_avx2, 4, 6, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_avx2, 4, 6, NULL},
     /* 32-blocks: 8 weight rows x 4 activation rows (qgemm32_avx2.c) */
     {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx2, 4, 8, NULL},
     {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx2, 4, 8, NULL},
