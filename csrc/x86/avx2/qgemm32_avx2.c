@@ -71,13 +71,21 @@ EC_INLINE __m256i decode(const uint8_t *b, int type) {
     }
 }
 
-/* The 8 rows' f16 at byte `off` of their block, widened (exact). */
-EC_INLINE __m256 half8(const uint8_t *const rows[NR], size_t off) {
-    uint16_t h[NR];
-    for (int r = 0; r < NR; r++) memcpy(&h[r], rows[r] + off, 2);
-    const __m128i v = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
-                                     (short)h[5], (short)h[6], (short)h[7]);
-    return _mm256_cvtph_ps(v);
+/* The f16 pair at the start of the 8 rows' blocks (d and, for q4_1 and
+ * q5_1, m; for the others the second half is quantized data, unused),
+ * widened (exact): one 32-bit load per row. */
+EC_INLINE void scales8(const uint8_t *const rows[NR], size_t off, __m256 *d, __m256 *m) {
+    const __m256i v = _mm256_setr_epi32((int)ec_read_u32(rows[0] + off), (int)ec_read_u32(rows[1] + off),
+                                        (int)ec_read_u32(rows[2] + off), (int)ec_read_u32(rows[3] + off),
+                                        (int)ec_read_u32(rows[4] + off), (int)ec_read_u32(rows[5] + off),
+                                        (int)ec_read_u32(rows[6] + off), (int)ec_read_u32(rows[7] + off));
+    /* per 128-bit lane: the four low halves to bytes 0-7, the high halves to 8-15 */
+    const __m256i split = _mm256_shuffle_epi8(
+        v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, /* */
+                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    const __m256i halves = _mm256_permute4x64_epi64(split, _MM_SHUFFLE(3, 1, 2, 0)); /* d0-7 | m0-7 */
+    *d = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    *m = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
 }
 
 EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
@@ -101,8 +109,8 @@ EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, 
                 u[r] = _mm256_sign_epi8(u[r], u[r]); /* |q|; -128 gives 0x80 = 128 unsigned */
             }
         }
-        const __m256 dw = half8(rows, off);
-        const __m256 mw = offset ? half8(rows, off + 2) : _mm256_setzero_ps();
+        __m256 dw, mw;
+        scales8(rows, off, &dw, &mw);
 
         for (size_t i = 0; i < mr; i++) {
             const ec_act_q8_32 *xb = (const ec_act_q8_32 *)((const char *)x + i * xs) + blk;

@@ -59,7 +59,9 @@ EC_INLINE void decode45(const uint8_t *b, int five, kblock45 *k) {
     k->dmin = ec_read_f16(b + 2);
     uint8_t sc[8], mn[8];
     k_scales(b + 4, sc, mn);
-    for (int j = 0; j < 8; j++) k->sc[j] = _mm256_set1_epi16(sc[j]);
+    /* sc_j to every int16 lane: the 8 scales widened once, then one byte shuffle each */
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+    for (int j = 0; j < 8; j++) k->sc[j] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
     k->mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
     const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -132,23 +134,30 @@ EC_INLINE void decode6(const uint8_t *b, kblock6 *k) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     k->d = ec_read_f16(b + 208);
-    const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
         const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
         /* top two bits of sub-chunk s: bits 2s, 2s + 1 of qh, moved to bits 4, 5 */
-        const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hb, two), 4);
-        const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4);
-        const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4);
-        const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4);
+        const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2);
+        const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2);
+        const __m256i h2 = _mm256_and_si256(hb, top2);
+        const __m256i h3 = _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2);
         k->u[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, low4), h0);
         k->u[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4), h1);
         k->u[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), h2);
         k->u[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), h3);
     }
-    for (int t = 0; t < 8; t++) k->sc[t] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * t + 1]), _mm_set1_epi16(sc[2 * t]));
     k->sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+    /* chunk t: int16 sc[2t] in the low lane, sc[2t + 1] in the high lane. Both
+     * lanes of `half` hold groups 0-7 (t < 4) or 8-15, then one byte shuffle */
+    for (int t = 0; t < 8; t++) {
+        const __m256i half = _mm256_permute4x64_epi64(k->sc16, t < 4 ? _MM_SHUFFLE(1, 0, 1, 0) : _MM_SHUFFLE(3, 2, 3, 2));
+        const short lo = (short)(0x0100 + 0x0202 * (2 * (t & 3))), hi = (short)(lo + 0x0202);
+        k->sc[t] = _mm256_shuffle_epi8(half, _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi,
+                                                               hi, hi));
+    }
 }
 
 EC_INLINE float dot6(const kblock6 *k, const ec_act_q8_256 *xb) {
