@@ -27,11 +27,26 @@ GEMM(q5_1)
 GEMM(q4_k)
 GEMM(q5_k)
 GEMM(q6_k)
+#ifdef EC_BUILD_AVX_VNNI
+#define GEMM_VNNI(type)                                                                                 \
+    void ec_qgemm_##type##_avx_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
+                                    size_t ws, float *y, size_t ldy);
+GEMM_VNNI(q8_0)
+GEMM_VNNI(q4_0)
+GEMM_VNNI(q4_1)
+GEMM_VNNI(q5_0)
+GEMM_VNNI(q5_1)
+#endif
 
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_AVX_VNNI
-    /* variants that need AVX-VNNI (sources in csrc/x86/avx2/avx_vnni/) */
+    /* variants that need AVX-VNNI (sources in csrc/x86/avx2/avx_vnni/): vpdpbusd block dots */
+    {EC_WT_Q8_0, EC_FEAT_AVX_VNNI, ec_qgemm_q8_0_avx_vnni, 4, 8, NULL},
+    {EC_WT_Q4_0, EC_FEAT_AVX_VNNI, ec_qgemm_q4_0_avx_vnni, 4, 8, NULL},
+    {EC_WT_Q4_1, EC_FEAT_AVX_VNNI, ec_qgemm_q4_1_avx_vnni, 4, 8, NULL},
+    {EC_WT_Q5_0, EC_FEAT_AVX_VNNI, ec_qgemm_q5_0_avx_vnni, 4, 8, NULL},
+    {EC_WT_Q5_1, EC_FEAT_AVX_VNNI, ec_qgemm_q5_1_avx_vnni, 4, 8, NULL},
 #endif
     /* f16/bf16: 4 activation rows x 3 weight rows per inner tile (qgemm_half_avx2.c) */
     {EC_WT_F16, 0, ec_qgemm_f16_avx2, 4, 6, NULL},
