@@ -13,14 +13,40 @@
  */
 #include "../../common/qkernels.h"
 
+#define GEMM(name) \
+    void name(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws, float *y, size_t ldy);
+
+GEMM(ec_qgemm_q8_0_neon)
+GEMM(ec_qgemm_q4_0_neon)
+GEMM(ec_qgemm_q4_1_neon)
+GEMM(ec_qgemm_q5_0_neon)
+GEMM(ec_qgemm_q5_1_neon)
+#ifdef EC_BUILD_DOTPROD
+GEMM(ec_qgemm_q8_0_neon_dotprod)
+GEMM(ec_qgemm_q4_0_neon_dotprod)
+GEMM(ec_qgemm_q4_1_neon_dotprod)
+GEMM(ec_qgemm_q5_0_neon_dotprod)
+GEMM(ec_qgemm_q5_1_neon_dotprod)
+#endif
+
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_DOTPROD
     /* variants that need dotprod (sources in csrc/arm/neon/dotprod/) */
+    {EC_WT_Q8_0, EC_FEAT_DOTPROD, ec_qgemm_q8_0_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q4_0, EC_FEAT_DOTPROD, ec_qgemm_q4_0_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q4_1, EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q5_0, EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q5_1, EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_dotprod, 4, 16, NULL},
 #endif
 #ifdef EC_BUILD_I8MM
     /* variants that need i8mm (sources in csrc/arm/neon/i8mm/) */
 #endif
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, NULL},
     EC_QVARIANT_END,
 };
 

@@ -1,0 +1,178 @@
+/*
+ * NEON gemm micro-kernels for the block-quantized weight types (contract in
+ * csrc/common/qkernels.h), written once and compiled twice: by
+ * qgemm_neon.c for the plain tier and by dotprod/qgemm_dotprod.c with
+ * +dotprod. The only difference is ec_dot16 (the exact int8 dot product of
+ * 16 pairs: sdot with dotprod, widening multiplies without). The includer
+ * defines EC_QGEMM_NAME(type) to name the public functions.
+ *
+ * Bitwise equal to the scalar kernels. Every integer sum is exact whatever
+ * instruction forms it, and the float steps per output are the scalar
+ * kernel's, in its order, one IEEE operation each (-ffp-contract=off):
+ *   32-blocks: acc = acc + ((dw * dx) * isum [+ (mw * dx) * xsum])
+ *   q4_k/q5_k: acc = acc + ((dx * d) * isc - (dx * dmin) * imin)
+ *   q6_k:      acc = acc + (dx * d) * isc
+ * 32-blocks keep 4 outputs (4 weight rows) in the lanes of one vector, so
+ * those steps run 4 outputs at a time; K-quants have 8-16 integer
+ * sub-sums per block, so their few float steps per block stay scalar.
+ *
+ * Tiles: up to 4 activation rows share each decoded weight block (mr = 4
+ * in the table, decode is mr = 1); columns go 4 at a time (32-blocks) or
+ * one at a time (K-quants). A column tail re-reads the last valid weight
+ * row into the unused lanes and does not store them, so no lane's
+ * operations depend on nr.
+ */
+#ifndef EDGECORE_QGEMM_NEON_H
+#define EDGECORE_QGEMM_NEON_H
+
+#include <arm_neon.h>
+
+#include "../../common/qblocks.h"
+#include "../../common/qkernels.h"
+
+#ifndef EC_QGEMM_NAME
+#error "define EC_QGEMM_NAME(type) before including qgemm_neon.h"
+#endif
+
+#define EC_INLINE static inline __attribute__((always_inline))
+#define TILE_ROWS 4
+
+/* ---- exact integer dot products ------------------------------------------ */
+
+#if defined(__ARM_FEATURE_DOTPROD)
+EC_INLINE int32x4_t ec_dot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+#else
+/* Two int8 products fit in int16: weights are in [-128, 127] and activation
+ * q in [-127, 127] (the quantizer never makes -128), so a pair is at most
+ * 2 * 128 * 127 = 32512. */
+EC_INLINE int32x4_t ec_dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    const int16x8_t p = vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b);
+    return vpadalq_s16(acc, p);
+}
+#endif
+
+/* Lanes of the result are partial sums; their total is the dot product. */
+EC_INLINE int32x4_t ec_dot32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+    return ec_dot16(ec_dot16(vdupq_n_s32(0), w0, x0), w1, x1);
+}
+
+/* [sum c0, sum c1, sum c2, sum c3] */
+EC_INLINE int32x4_t ec_hsum4(int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t c3) {
+    return vpaddq_s32(vpaddq_s32(c0, c1), vpaddq_s32(c2, c3));
+}
+
+/* ---- 32-element blocks (q8_0, q4_0, q4_1, q5_0, q5_1) ---------------------- */
+
+typedef struct {
+    int8x16_t lo, hi; /* elements 0-15, 16-31 */
+} ec_q32x;
+
+typedef ec_q32x (*ec_decode32_fn)(const uint8_t *block);
+
+EC_INLINE ec_q32x ec_nibbles(const uint8_t *qs, int offset) {
+    const uint8x16_t v = vld1q_u8(qs);
+    const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F)));
+    const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+    return (ec_q32x){vsubq_s8(lo, vdupq_n_s8((int8_t)offset)), vsubq_s8(hi, vdupq_n_s8((int8_t)offset))};
+}
+
+/* Bit 4 of element j is bit j of qh: each byte of qh spread over 8 lanes,
+ * tested against that lane's bit. */
+EC_INLINE ec_q32x ec_fifth_bits(uint32_t qh) {
+    static const uint8_t spread_lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    static const uint8_t spread_hi[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t bytes = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+    const uint8x16_t mask = vld1q_u8(bit), sixteen = vdupq_n_u8(0x10);
+    const uint8x16_t lo = vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(spread_lo)), mask), sixteen);
+    const uint8x16_t hi = vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(spread_hi)), mask), sixteen);
+    return (ec_q32x){vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)};
+}
+
+EC_INLINE ec_q32x ec_five_bit(const uint8_t *qs, uint32_t qh, int offset) {
+    const ec_q32x low = ec_nibbles(qs, 0), top = ec_fifth_bits(qh);
+    const int8x16_t off = vdupq_n_s8((int8_t)offset);
+    return (ec_q32x){vsubq_s8(vorrq_s8(low.lo, top.lo), off), vsubq_s8(vorrq_s8(low.hi, top.hi), off)};
+}
+
+EC_INLINE ec_q32x ec_decode_q8_0(const uint8_t *b) {
+    return (ec_q32x){vld1q_s8((const int8_t *)b + 2), vld1q_s8((const int8_t *)b + 18)};
+}
+EC_INLINE ec_q32x ec_decode_q4_0(const uint8_t *b) { return ec_nibbles(b + 2, 8); }
+EC_INLINE ec_q32x ec_decode_q4_1(const uint8_t *b) { return ec_nibbles(b + 4, 0); }
+EC_INLINE ec_q32x ec_decode_q5_0(const uint8_t *b) { return ec_five_bit(b + 6, ec_read_u32(b + 2), 16); }
+EC_INLINE ec_q32x ec_decode_q5_1(const uint8_t *b) { return ec_five_bit(b + 8, ec_read_u32(b + 4), 0); }
+
+/* The f16 at byte `at` of four blocks, widened (exactly) to float32. */
+EC_INLINE float32x4_t ec_f16x4(const uint8_t *const r[4], size_t at) {
+    uint16_t h[4];
+    for (int l = 0; l < 4; l++) memcpy(&h[l], r[l] + at, 2);
+    const uint64_t packed = h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(packed)));
+}
+
+/* Outputs (i, j0 .. j0 + 3) for i < MR (a constant after inlining); `nv`
+ * of the 4 columns are real. Offset types (q4_1, q5_1) have m at byte 2. */
+EC_INLINE void ec_gemm32_cols4(size_t k, size_t MR, size_t nv, const char *x, size_t xs, const uint8_t *w,
+                               size_t ws, float *y, size_t ldy, size_t bb, ec_decode32_fn decode, int offset) {
+    const uint8_t *r[4];
+    for (size_t l = 0; l < 4; l++) r[l] = w + (l < nv ? l : nv - 1) * ws;
+    float32x4_t acc[TILE_ROWS];
+    for (size_t i = 0; i < MR; i++) acc[i] = vdupq_n_f32(0.0f);
+    for (size_t b = 0, o = 0; b < k / 32; b++, o += bb) {
+        const uint8_t *rb[4] = {r[0] + o, r[1] + o, r[2] + o, r[3] + o};
+        const ec_q32x q0 = decode(rb[0]), q1 = decode(rb[1]), q2 = decode(rb[2]), q3 = decode(rb[3]);
+        const float32x4_t d = ec_f16x4(rb, 0);
+        const float32x4_t m = offset ? ec_f16x4(rb, 2) : vdupq_n_f32(0.0f);
+        for (size_t i = 0; i < MR; i++) {
+            const ec_act_q8_32 *xb = (const ec_act_q8_32 *)(x + i * xs) + b;
+            const int8x16_t x0 = vld1q_s8(xb->q), x1 = vld1q_s8(xb->q + 16);
+            const int32x4_t isum = ec_hsum4(ec_dot32(q0.lo, q0.hi, x0, x1), ec_dot32(q1.lo, q1.hi, x0, x1),
+                                            ec_dot32(q2.lo, q2.hi, x0, x1), ec_dot32(q3.lo, q3.hi, x0, x1));
+            float32x4_t t = vmulq_f32(vmulq_n_f32(d, xb->d), vcvtq_f32_s32(isum));
+            if (offset) t = vaddq_f32(t, vmulq_f32(vmulq_n_f32(m, xb->d), vdupq_n_f32((float)xb->sum)));
+            acc[i] = vaddq_f32(acc[i], t);
+        }
+    }
+    for (size_t i = 0; i < MR; i++) {
+        if (nv == 4) {
+            vst1q_f32(y + i * ldy, acc[i]);
+        } else {
+            float lanes[4];
+            vst1q_f32(lanes, acc[i]);
+            for (size_t l = 0; l < nv; l++) y[i * ldy + l] = lanes[l];
+        }
+    }
+}
+
+EC_INLINE void ec_gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                         float *y, size_t ldy, size_t bb, ec_decode32_fn decode, int offset) {
+    for (size_t i0 = 0; i0 < mr; i0 += TILE_ROWS) {
+        const char *xi = (const char *)x + i0 * xs;
+        float *yi = y + i0 * ldy;
+        for (size_t j = 0; j < nr; j += 4) {
+            const size_t nv = nr - j < 4 ? nr - j : 4;
+            const uint8_t *wj = (const uint8_t *)w + j * ws;
+            switch (mr - i0 < TILE_ROWS ? mr - i0 : TILE_ROWS) {
+            case 1: ec_gemm32_cols4(k, 1, nv, xi, xs, wj, ws, yi + j, ldy, bb, decode, offset); break;
+            case 2: ec_gemm32_cols4(k, 2, nv, xi, xs, wj, ws, yi + j, ldy, bb, decode, offset); break;
+            case 3: ec_gemm32_cols4(k, 3, nv, xi, xs, wj, ws, yi + j, ldy, bb, decode, offset); break;
+            default: ec_gemm32_cols4(k, 4, nv, xi, xs, wj, ws, yi + j, ldy, bb, decode, offset); break;
+            }
+        }
+    }
+}
+
+#define EC_GEMM32(type, bytes, offset)                                                                   \
+    void EC_QGEMM_NAME(type)(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w,   \
+                             size_t ws, float *y, size_t ldy) {                                         \
+        ec_gemm32(k, mr, nr, x, xs, w, ws, y, ldy, bytes, ec_decode_##type, offset);                    \
+    }
+
+EC_GEMM32(q8_0, 34, 0)
+EC_GEMM32(q4_0, 18, 0)
+EC_GEMM32(q4_1, 20, 1)
+EC_GEMM32(q5_0, 22, 0)
+EC_GEMM32(q5_1, 24, 1)
+
+#endif /* EDGECORE_QGEMM_NEON_H */
