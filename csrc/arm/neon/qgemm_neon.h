@@ -175,4 +175,124 @@ EC_GEMM32(q4_1, 20, 1)
 EC_GEMM32(q5_0, 22, 0)
 EC_GEMM32(q5_1, 24, 1)
 
+/* ---- 256-element super-blocks (q4_k, q5_k, q6_k) --------------------------- */
+
+/* A super-block decoded to 16 vectors of 16 small integers, in element
+ * order, plus its scales (sub-block s = vectors 2s, 2s+1 for q4_k/q5_k;
+ * group g = vector g for q6_k). */
+typedef struct {
+    int8x16_t q[16];
+    float d, dmin;
+    uint8_t sc[8], mn[8]; /* q4_k, q5_k */
+    int8_t sc6[16];       /* q6_k */
+} ec_qkx;
+
+typedef void (*ec_decode_k_fn)(const uint8_t *block, ec_qkx *u);
+
+/* Bytes 32c.. of qs hold sub-block 2c in their low nibbles, 2c+1 in their
+ * high ones. q5_k: bit s of qh[l] is bit 4 of element l of sub-block s. */
+EC_INLINE void ec_decode_k45(const uint8_t *b, ec_qkx *u, const uint8_t *qh, const uint8_t *qs) {
+    u->d = ec_read_f16(b);
+    u->dmin = ec_read_f16(b + 2);
+    ec_unpack_k_scales(b + 4, u->sc, u->mn);
+    const uint8x16_t low = vdupq_n_u8(0x0F), sixteen = vdupq_n_u8(0x10);
+    for (int c = 0; c < 4; c++)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t v = vld1q_u8(qs + 32 * c + 16 * h);
+            uint8x16_t lo = vandq_u8(v, low), hi = vshrq_n_u8(v, 4);
+            if (qh) {
+                const uint8x16_t bits = vld1q_u8(qh + 16 * h);
+                lo = vorrq_u8(lo, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(1u << (2 * c)))), sixteen));
+                hi = vorrq_u8(hi, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(2u << (2 * c)))), sixteen));
+            }
+            u->q[4 * c + h] = vreinterpretq_s8_u8(lo);
+            u->q[4 * c + 2 + h] = vreinterpretq_s8_u8(hi);
+        }
+}
+
+EC_INLINE void ec_decode_q4_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, NULL, b + 16); }
+EC_INLINE void ec_decode_q5_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, b + 16, b + 48); }
+
+/* Element 128 h + 32 s + l: low 4 bits from ql[64 h + 32 (s & 1) + l]
+ * (low nibble for s < 2), top 2 bits from bits 2s, 2s+1 of qh[32 h + l];
+ * value - 32. */
+EC_INLINE void ec_decode_q6_k(const uint8_t *b, ec_qkx *u) {
+    const uint8_t *ql = b, *qh = b + 128;
+    memcpy(u->sc6, b + 192, 16);
+    u->d = ec_read_f16(b + 208);
+    const uint8x16_t low = vdupq_n_u8(0x0F), top = vdupq_n_u8(0x30);
+    const int8x16_t bias = vdupq_n_s8(32);
+    for (int h = 0; h < 2; h++)
+        for (int p = 0; p < 2; p++) {
+            const uint8x16_t l0 = vld1q_u8(ql + 64 * h + 16 * p), l1 = vld1q_u8(ql + 64 * h + 32 + 16 * p);
+            const uint8x16_t hb = vld1q_u8(qh + 32 * h + 16 * p);
+            const uint8x16_t v[4] = {
+                vorrq_u8(vandq_u8(l0, low), vandq_u8(vshlq_n_u8(hb, 4), top)),
+                vorrq_u8(vandq_u8(l1, low), vandq_u8(vshlq_n_u8(hb, 2), top)),
+                vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(hb, top)),
+                vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(hb, 2), top)),
+            };
+            for (int s = 0; s < 4; s++) u->q[8 * h + 2 * s + p] = vsubq_s8(vreinterpretq_s8_u8(v[s]), bias);
+        }
+}
+
+/* acc[i] for one weight row j and rows i < MR; q6 selects the q6_k sums. */
+EC_INLINE void ec_gemm_k_col(size_t k, size_t MR, const char *x, size_t xs, const uint8_t *w, float *y, size_t ldy,
+                             size_t bb, ec_decode_k_fn decode, int q6) {
+    float acc[TILE_ROWS] = {0};
+    for (size_t b = 0; b < k / 256; b++) {
+        ec_qkx u;
+        decode(w + b * bb, &u);
+        for (size_t i = 0; i < MR; i++) {
+            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)(x + i * xs) + b;
+            int32x4_t isc = vdupq_n_s32(0);
+            if (q6) {
+                for (int g = 0; g < 16; g++)
+                    isc = vmlaq_n_s32(isc, ec_dot16(vdupq_n_s32(0), u.q[g], vld1q_s8(xb->q + 16 * g)), u.sc6[g]);
+                acc[i] += (xb->d * u.d) * (float)vaddvq_s32(isc);
+            } else {
+                for (int s = 0; s < 8; s++) {
+                    const int32x4_t dot = ec_dot32(u.q[2 * s], u.q[2 * s + 1], vld1q_s8(xb->q + 32 * s),
+                                                   vld1q_s8(xb->q + 32 * s + 16));
+                    isc = vmlaq_n_s32(isc, dot, u.sc[s]);
+                }
+                /* sum_s mn_s (bsums[2s] + bsums[2s+1]); a pair is at most 32 * 127 */
+                const int16x8_t pairs = vpaddq_s16(vld1q_s16(xb->bsums), vld1q_s16(xb->bsums + 8));
+                const int16x8_t mn = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(u.mn)));
+                const int32x4_t mins = vmlal_high_s16(vmull_s16(vget_low_s16(pairs), vget_low_s16(mn)), pairs, mn);
+                const int32_t imin = vaddvq_s32(mins);
+                acc[i] += (xb->d * u.d) * (float)vaddvq_s32(isc) - (xb->d * u.dmin) * (float)imin;
+            }
+        }
+    }
+    for (size_t i = 0; i < MR; i++) y[i * ldy] = acc[i];
+}
+
+EC_INLINE void ec_gemm_k(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                         float *y, size_t ldy, size_t bb, ec_decode_k_fn decode, int q6) {
+    for (size_t i0 = 0; i0 < mr; i0 += TILE_ROWS) {
+        const char *xi = (const char *)x + i0 * xs;
+        for (size_t j = 0; j < nr; j++) {
+            const uint8_t *wj = (const uint8_t *)w + j * ws;
+            float *yj = y + i0 * ldy + j;
+            switch (mr - i0 < TILE_ROWS ? mr - i0 : TILE_ROWS) {
+            case 1: ec_gemm_k_col(k, 1, xi, xs, wj, yj, ldy, bb, decode, q6); break;
+            case 2: ec_gemm_k_col(k, 2, xi, xs, wj, yj, ldy, bb, decode, q6); break;
+            case 3: ec_gemm_k_col(k, 3, xi, xs, wj, yj, ldy, bb, decode, q6); break;
+            default: ec_gemm_k_col(k, 4, xi, xs, wj, yj, ldy, bb, decode, q6); break;
+            }
+        }
+    }
+}
+
+#define EC_GEMM_K(type, bytes, q6)                                                                       \
+    void EC_QGEMM_NAME(type)(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w,   \
+                             size_t ws, float *y, size_t ldy) {                                         \
+        ec_gemm_k(k, mr, nr, x, xs, w, ws, y, ldy, bytes, ec_decode_##type, q6);                        \
+    }
+
+EC_GEMM_K(q4_k, 144, 0)
+EC_GEMM_K(q5_k, 176, 0)
+EC_GEMM_K(q6_k, 210, 1)
+
 #endif /* EDGECORE_QGEMM_NEON_H */

@@ -21,12 +21,18 @@ GEMM(ec_qgemm_q4_0_neon)
 GEMM(ec_qgemm_q4_1_neon)
 GEMM(ec_qgemm_q5_0_neon)
 GEMM(ec_qgemm_q5_1_neon)
+GEMM(ec_qgemm_q4_k_neon)
+GEMM(ec_qgemm_q5_k_neon)
+GEMM(ec_qgemm_q6_k_neon)
 #ifdef EC_BUILD_DOTPROD
 GEMM(ec_qgemm_q8_0_neon_dotprod)
 GEMM(ec_qgemm_q4_0_neon_dotprod)
 GEMM(ec_qgemm_q4_1_neon_dotprod)
 GEMM(ec_qgemm_q5_0_neon_dotprod)
 GEMM(ec_qgemm_q5_1_neon_dotprod)
+GEMM(ec_qgemm_q4_k_neon_dotprod)
+GEMM(ec_qgemm_q5_k_neon_dotprod)
+GEMM(ec_qgemm_q6_k_neon_dotprod)
 #endif
 
 static const ec_qvariant weights[] = {
@@ -38,6 +44,9 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q4_1, EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_dotprod, 4, 16, NULL},
     {EC_WT_Q5_0, EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_dotprod, 4, 16, NULL},
     {EC_WT_Q5_1, EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q4_K, EC_FEAT_DOTPROD, ec_qgemm_q4_k_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q5_K, EC_FEAT_DOTPROD, ec_qgemm_q5_k_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q6_K, EC_FEAT_DOTPROD, ec_qgemm_q6_k_neon_dotprod, 4, 16, NULL},
 #endif
 #ifdef EC_BUILD_I8MM
     /* variants that need i8mm (sources in csrc/arm/neon/i8mm/) */
@@ -47,6 +56,9 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, NULL},
     {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, NULL},
     {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_neon, 4, 16, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_neon, 4, 16, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_neon, 4, 16, NULL},
     EC_QVARIANT_END,
 };
 
