@@ -16,6 +16,8 @@
 #define GEMM(name) \
     void name(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws, float *y, size_t ldy);
 
+GEMM(ec_qgemm_f16_neon)
+GEMM(ec_qgemm_bf16_neon)
 GEMM(ec_qgemm_q8_0_neon)
 GEMM(ec_qgemm_q4_0_neon)
 GEMM(ec_qgemm_q4_1_neon)
@@ -51,6 +53,8 @@ static const ec_qvariant weights[] = {
 #ifdef EC_BUILD_I8MM
     /* variants that need i8mm (sources in csrc/arm/neon/i8mm/) */
 #endif
+    {EC_WT_F16, 0, ec_qgemm_f16_neon, 4, 16, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_neon, 4, 16, NULL},
     {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, NULL},
     {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, NULL},
     {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, NULL},
