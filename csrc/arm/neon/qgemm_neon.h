@@ -3,8 +3,9 @@
  * csrc/common/qkernels.h), written once and compiled twice: by
  * qgemm_neon.c for the plain tier and by dotprod/qgemm_dotprod.c with
  * +dotprod. The only difference is ec_dot16 (the exact int8 dot product of
- * 16 pairs: sdot with dotprod, widening multiplies without). The includer
- * defines EC_QGEMM_NAME(type) to name the public functions.
+ * 16 pairs: sdot with dotprod, widening multiplies without). An includer
+ * that defines EC_QGEMM_NAME(type) gets the public functions under those
+ * names; i8mm/qgemm_i8mm.c takes only the pieces.
  *
  * Bitwise equal to the scalar kernels. Every integer sum is exact whatever
  * instruction forms it, and the float steps per output are the scalar
@@ -29,10 +30,6 @@
 
 #include "../../common/qblocks.h"
 #include "../../common/qkernels.h"
-
-#ifndef EC_QGEMM_NAME
-#error "define EC_QGEMM_NAME(type) before including qgemm_neon.h"
-#endif
 
 #define EC_INLINE static inline __attribute__((always_inline))
 #define TILE_ROWS 4
@@ -111,6 +108,26 @@ EC_INLINE float32x4_t ec_f16x4(const uint8_t *const r[4], size_t at) {
     return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(packed)));
 }
 
+/* One block's float steps for 4 outputs of one activation row: the scalar
+ * kernel's acc + ((dw * dx) * isum [+ (mw * dx) * xsum]), lane by lane. */
+EC_INLINE float32x4_t ec_step32(float32x4_t acc, float32x4_t d, float32x4_t m, const ec_act_q8_32 *xb,
+                                int32x4_t isum, int offset) {
+    float32x4_t t = vmulq_f32(vmulq_n_f32(d, xb->d), vcvtq_f32_s32(isum));
+    if (offset) t = vaddq_f32(t, vmulq_f32(vmulq_n_f32(m, xb->d), vdupq_n_f32((float)xb->sum)));
+    return vaddq_f32(acc, t);
+}
+
+/* The first nv lanes of v to y. */
+EC_INLINE void ec_store4(float *y, float32x4_t v, size_t nv) {
+    if (nv == 4) {
+        vst1q_f32(y, v);
+    } else {
+        float lanes[4];
+        vst1q_f32(lanes, v);
+        for (size_t l = 0; l < nv; l++) y[l] = lanes[l];
+    }
+}
+
 /* Outputs (i, j0 .. j0 + 3) for i < MR (a constant after inlining); `nv`
  * of the 4 columns are real. Offset types (q4_1, q5_1) have m at byte 2. */
 EC_INLINE void ec_gemm32_cols4(size_t k, size_t MR, size_t nv, const char *x, size_t xs, const uint8_t *w,
@@ -129,20 +146,10 @@ EC_INLINE void ec_gemm32_cols4(size_t k, size_t MR, size_t nv, const char *x, si
             const int8x16_t x0 = vld1q_s8(xb->q), x1 = vld1q_s8(xb->q + 16);
             const int32x4_t isum = ec_hsum4(ec_dot32(q0.lo, q0.hi, x0, x1), ec_dot32(q1.lo, q1.hi, x0, x1),
                                             ec_dot32(q2.lo, q2.hi, x0, x1), ec_dot32(q3.lo, q3.hi, x0, x1));
-            float32x4_t t = vmulq_f32(vmulq_n_f32(d, xb->d), vcvtq_f32_s32(isum));
-            if (offset) t = vaddq_f32(t, vmulq_f32(vmulq_n_f32(m, xb->d), vdupq_n_f32((float)xb->sum)));
-            acc[i] = vaddq_f32(acc[i], t);
+            acc[i] = ec_step32(acc[i], d, m, xb, isum, offset);
         }
     }
-    for (size_t i = 0; i < MR; i++) {
-        if (nv == 4) {
-            vst1q_f32(y + i * ldy, acc[i]);
-        } else {
-            float lanes[4];
-            vst1q_f32(lanes, acc[i]);
-            for (size_t l = 0; l < nv; l++) y[i * ldy + l] = lanes[l];
-        }
-    }
+    for (size_t i = 0; i < MR; i++) ec_store4(y + i * ldy, acc[i], nv);
 }
 
 EC_INLINE void ec_gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
@@ -163,6 +170,7 @@ EC_INLINE void ec_gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t x
     }
 }
 
+#ifdef EC_QGEMM_NAME
 #define EC_GEMM32(type, bytes, offset)                                                                   \
     void EC_QGEMM_NAME(type)(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w,   \
                              size_t ws, float *y, size_t ldy) {                                         \
@@ -174,6 +182,7 @@ EC_GEMM32(q4_0, 18, 0)
 EC_GEMM32(q4_1, 20, 1)
 EC_GEMM32(q5_0, 22, 0)
 EC_GEMM32(q5_1, 24, 1)
+#endif
 
 /* ---- 256-element super-blocks (q4_k, q5_k, q6_k) --------------------------- */
 
@@ -285,6 +294,7 @@ EC_INLINE void ec_gemm_k(size_t k, size_t mr, size_t nr, const void *x, size_t x
     }
 }
 
+#ifdef EC_QGEMM_NAME
 #define EC_GEMM_K(type, bytes, q6)                                                                       \
     void EC_QGEMM_NAME(type)(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w,   \
                              size_t ws, float *y, size_t ldy) {                                         \
@@ -294,5 +304,6 @@ EC_INLINE void ec_gemm_k(size_t k, size_t mr, size_t nr, const void *x, size_t x
 EC_GEMM_K(q4_k, 144, 0)
 EC_GEMM_K(q5_k, 176, 0)
 EC_GEMM_K(q6_k, 210, 1)
+#endif
 
 #endif /* EDGECORE_QGEMM_NEON_H */
