@@ -80,8 +80,6 @@ static const ec_qvariant weights[] = {
     EC_QVARIANT_END,
 };
 
-static const ec_actq_variant activations[] = {
-    EC_ACTQ_END,
-};
+extern const ec_actq_variant ec_actq_neon[]; /* actquant_neon.c */
 
-const ec_tier_qkernels ec_qkernels_neon = {weights, activations, NULL, NULL};
+const ec_tier_qkernels ec_qkernels_neon = {weights, ec_actq_neon, NULL, NULL};
