@@ -26,6 +26,16 @@ GEMM(ec_qgemm_q5_1_neon)
 GEMM(ec_qgemm_q4_k_neon)
 GEMM(ec_qgemm_q5_k_neon)
 GEMM(ec_qgemm_q6_k_neon)
+#define DEQUANT(name) void name(const void *w, float *out, size_t k);
+DEQUANT(ec_dequant_bf16_neon)
+DEQUANT(ec_dequant_q8_0_neon)
+DEQUANT(ec_dequant_q4_0_neon)
+DEQUANT(ec_dequant_q4_1_neon)
+DEQUANT(ec_dequant_q5_0_neon)
+DEQUANT(ec_dequant_q5_1_neon)
+DEQUANT(ec_dequant_q4_k_neon)
+DEQUANT(ec_dequant_q5_k_neon)
+DEQUANT(ec_dequant_q6_k_neon)
 #ifdef EC_BUILD_DOTPROD
 GEMM(ec_qgemm_q8_0_neon_dotprod)
 GEMM(ec_qgemm_q4_0_neon_dotprod)
@@ -68,15 +78,15 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q6_K, EC_FEAT_DOTPROD, ec_qgemm_q6_k_neon_dotprod, 4, 16, NULL},
 #endif
     {EC_WT_F16, 0, ec_qgemm_f16_neon, 4, 16, NULL},
-    {EC_WT_BF16, 0, ec_qgemm_bf16_neon, 4, 16, NULL},
-    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, NULL},
-    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, NULL},
-    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, NULL},
-    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, NULL},
-    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, NULL},
-    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_neon, 4, 16, NULL},
-    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_neon, 4, 16, NULL},
-    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_neon, 4, 16, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_neon, 4, 16, ec_dequant_bf16_neon},
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, ec_dequant_q8_0_neon},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, ec_dequant_q4_0_neon},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, ec_dequant_q4_1_neon},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, ec_dequant_q5_0_neon},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, ec_dequant_q5_1_neon},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_neon, 4, 16, ec_dequant_q4_k_neon},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_neon, 4, 16, ec_dequant_q5_k_neon},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_neon, 4, 16, ec_dequant_q6_k_neon},
     EC_QVARIANT_END,
 };
 
