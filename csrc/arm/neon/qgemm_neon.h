@@ -186,124 +186,209 @@ EC_GEMM32(q5_1, 24, 1)
 
 /* ---- 256-element super-blocks (q4_k, q5_k, q6_k) --------------------------- */
 
-/* A super-block decoded to 16 vectors of 16 small integers, in element
- * order, plus its scales (sub-block s = vectors 2s, 2s+1 for q4_k/q5_k;
- * group g = vector g for q6_k). */
+/* Hardware f16 -> f32 (FCVT). It only differs from ec_read_f16 on a
+ * signalling NaN, which it quiets; every use multiplies the scale first,
+ * and that quiets it the same way, so results are unchanged. */
+EC_INLINE float ec_f16_hw(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, sizeof h);
+    return (float)h;
+}
+
+/* The 12 scale bytes of q4_k/q5_k (see ec_unpack_k_scales) unpacked in
+ * registers: lanes 0-7 the 6-bit scales, lanes 8-15 the 6-bit mins.
+ * Reads 16 bytes at s (the block continues past the scales). */
+EC_INLINE uint8x16_t ec_k_scales(const uint8_t *s) {
+    static const uint8_t low_at[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11};
+    static const uint8_t low_mask[16] = {63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0xF0, 0xF0, 0xF0, 0xF0};
+    static const int8_t low_shift[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -4, -4, -4, -4};
+    static const uint8_t top_at[16] = {255, 255, 255, 255, 0, 1, 2, 3, 255, 255, 255, 255, 4, 5, 6, 7};
+    const uint8x16_t v = vld1q_u8(s);
+    const uint8x16_t low = vshlq_u8(vandq_u8(vqtbl1q_u8(v, vld1q_u8(low_at)), vld1q_u8(low_mask)), vld1q_s8(low_shift));
+    const uint8x16_t top = vshlq_n_u8(vshrq_n_u8(vqtbl1q_u8(v, vld1q_u8(top_at)), 6), 4); /* index 255 reads 0 */
+    return vorrq_u8(low, top);
+}
+
+/* Chunk c (bytes 32c.. of qs) of a q4_k/q5_k super-block: out[0], out[1]
+ * sub-block 2c (low nibbles), out[2], out[3] sub-block 2c + 1 (high
+ * nibbles). q5_k (qh != NULL): bit s of qh[l] is bit 4 of element l of
+ * sub-block s. */
+EC_INLINE void ec_k45_chunk(const uint8_t *qs, const uint8_t *qh, int c, int8x16_t out[4]) {
+    const uint8x16_t low = vdupq_n_u8(0x0F), sixteen = vdupq_n_u8(0x10);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t v = vld1q_u8(qs + 32 * c + 16 * h);
+        uint8x16_t lo = vandq_u8(v, low), hi = vshrq_n_u8(v, 4);
+        if (qh) {
+            const uint8x16_t bits = vld1q_u8(qh + 16 * h);
+            lo = vorrq_u8(lo, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(1u << (2 * c)))), sixteen));
+            hi = vorrq_u8(hi, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(2u << (2 * c)))), sixteen));
+        }
+        out[h] = vreinterpretq_s8_u8(lo);
+        out[2 + h] = vreinterpretq_s8_u8(hi);
+    }
+}
+
+/* Chunk (h, p) of a q6_k super-block: out[s] = group 8h + 2s + p, the
+ * elements 128 h + 32 s + 16 p .. + 15, whose low 4 bits come from
+ * ql[64 h + 32 (s & 1) + 16 p ..] (low nibble for s < 2) and top 2 bits
+ * from bits 2s, 2s + 1 of qh[32 h + 16 p ..]; value - 32. */
+EC_INLINE void ec_q6k_chunk(const uint8_t *b, int h, int p, int8x16_t out[4]) {
+    const uint8x16_t low = vdupq_n_u8(0x0F), top = vdupq_n_u8(0x30);
+    const uint8x16_t l0 = vld1q_u8(b + 64 * h + 16 * p), l1 = vld1q_u8(b + 64 * h + 32 + 16 * p);
+    const uint8x16_t hb = vld1q_u8(b + 128 + 32 * h + 16 * p);
+    const uint8x16_t v[4] = {
+        vorrq_u8(vandq_u8(l0, low), vandq_u8(vshlq_n_u8(hb, 4), top)),
+        vorrq_u8(vandq_u8(l1, low), vandq_u8(vshlq_n_u8(hb, 2), top)),
+        vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(hb, top)),
+        vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(hb, 2), top)),
+    };
+    for (int s = 0; s < 4; s++) out[s] = vsubq_s8(vreinterpretq_s8_u8(v[s]), vdupq_n_s8(32));
+}
+
+/* A whole super-block decoded (the row dequantizers use it): 16 vectors
+ * in element order, and the scales. */
 typedef struct {
     int8x16_t q[16];
     float d, dmin;
-    uint8_t sc[8], mn[8]; /* q4_k, q5_k */
+    uint8_t sc[8], mn[8]; /* q4_k, q5_k (contiguous: one store) */
     int8_t sc6[16];       /* q6_k */
 } ec_qkx;
 
 typedef void (*ec_decode_k_fn)(const uint8_t *block, ec_qkx *u);
 
-/* Bytes 32c.. of qs hold sub-block 2c in their low nibbles, 2c+1 in their
- * high ones. q5_k: bit s of qh[l] is bit 4 of element l of sub-block s. */
-EC_INLINE void ec_decode_k45(const uint8_t *b, ec_qkx *u, const uint8_t *qh, const uint8_t *qs) {
-    u->d = ec_read_f16(b);
-    u->dmin = ec_read_f16(b + 2);
-    ec_unpack_k_scales(b + 4, u->sc, u->mn);
-    const uint8x16_t low = vdupq_n_u8(0x0F), sixteen = vdupq_n_u8(0x10);
-    for (int c = 0; c < 4; c++)
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t v = vld1q_u8(qs + 32 * c + 16 * h);
-            uint8x16_t lo = vandq_u8(v, low), hi = vshrq_n_u8(v, 4);
-            if (qh) {
-                const uint8x16_t bits = vld1q_u8(qh + 16 * h);
-                lo = vorrq_u8(lo, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(1u << (2 * c)))), sixteen));
-                hi = vorrq_u8(hi, vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(2u << (2 * c)))), sixteen));
-            }
-            u->q[4 * c + h] = vreinterpretq_s8_u8(lo);
-            u->q[4 * c + 2 + h] = vreinterpretq_s8_u8(hi);
-        }
+EC_INLINE void ec_decode_k45(const uint8_t *b, ec_qkx *u, const uint8_t *qh) {
+    u->d = ec_f16_hw(b);
+    u->dmin = ec_f16_hw(b + 2);
+    vst1q_u8(u->sc, ec_k_scales(b + 4));
+    for (int c = 0; c < 4; c++) ec_k45_chunk(qh ? b + 48 : b + 16, qh, c, u->q + 4 * c);
 }
 
-EC_INLINE void ec_decode_q4_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, NULL, b + 16); }
-EC_INLINE void ec_decode_q5_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, b + 16, b + 48); }
+EC_INLINE void ec_decode_q4_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, NULL); }
+EC_INLINE void ec_decode_q5_k(const uint8_t *b, ec_qkx *u) { ec_decode_k45(b, u, b + 16); }
 
-/* Element 128 h + 32 s + l: low 4 bits from ql[64 h + 32 (s & 1) + l]
- * (low nibble for s < 2), top 2 bits from bits 2s, 2s+1 of qh[32 h + l];
- * value - 32. */
 EC_INLINE void ec_decode_q6_k(const uint8_t *b, ec_qkx *u) {
-    const uint8_t *ql = b, *qh = b + 128;
     memcpy(u->sc6, b + 192, 16);
-    u->d = ec_read_f16(b + 208);
-    const uint8x16_t low = vdupq_n_u8(0x0F), top = vdupq_n_u8(0x30);
-    const int8x16_t bias = vdupq_n_s8(32);
+    u->d = ec_f16_hw(b + 208);
     for (int h = 0; h < 2; h++)
         for (int p = 0; p < 2; p++) {
-            const uint8x16_t l0 = vld1q_u8(ql + 64 * h + 16 * p), l1 = vld1q_u8(ql + 64 * h + 32 + 16 * p);
-            const uint8x16_t hb = vld1q_u8(qh + 32 * h + 16 * p);
-            const uint8x16_t v[4] = {
-                vorrq_u8(vandq_u8(l0, low), vandq_u8(vshlq_n_u8(hb, 4), top)),
-                vorrq_u8(vandq_u8(l1, low), vandq_u8(vshlq_n_u8(hb, 2), top)),
-                vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(hb, top)),
-                vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(hb, 2), top)),
-            };
-            for (int s = 0; s < 4; s++) u->q[8 * h + 2 * s + p] = vsubq_s8(vreinterpretq_s8_u8(v[s]), bias);
+            int8x16_t g[4];
+            ec_q6k_chunk(b, h, p, g);
+            for (int s = 0; s < 4; s++) u->q[8 * h + 2 * s + p] = g[s];
         }
 }
 
-/* acc[i] for one weight row j and rows i < MR; q6 selects the q6_k sums. */
-EC_INLINE void ec_gemm_k_col(size_t k, size_t MR, const char *x, size_t xs, const uint8_t *w, float *y, size_t ldy,
-                             size_t bb, ec_decode_k_fn decode, int q6) {
+/* int32 lanes of the 8-bit lanes lo..lo+3 of v */
+EC_INLINE int32x4_t ec_widen4_u8(uint8x16_t v, int quarter) {
+    const uint16x8_t h = quarter < 2 ? vmovl_u8(vget_low_u8(v)) : vmovl_high_u8(v);
+    return vreinterpretq_s32_u32(quarter % 2 ? vmovl_high_u16(h) : vmovl_u16(vget_low_u16(h)));
+}
+EC_INLINE int32x4_t ec_widen4_s8(int8x16_t v, int quarter) {
+    const int16x8_t h = quarter < 2 ? vmovl_s8(vget_low_s8(v)) : vmovl_high_s8(v);
+    return quarter % 2 ? vmovl_high_s16(h) : vmovl_s16(vget_low_s16(h));
+}
+
+/* Output (i, j) for one weight row j and rows i < MR (a constant after
+ * inlining), q4_k / q5_k. Per block and row: the 8 sub-block sums come
+ * out 4 to a vector (pairwise adds), are scaled in int32 and reduced. */
+EC_INLINE void ec_gemm_k45_col(size_t k, size_t MR, const char *x, size_t xs, const uint8_t *w, float *y, size_t ldy,
+                               size_t bb, int q5) {
     float acc[TILE_ROWS] = {0};
     for (size_t b = 0; b < k / 256; b++) {
-        ec_qkx u;
-        decode(w + b * bb, &u);
+        const uint8_t *blk = w + b * bb;
+        const uint8x16_t scmn = ec_k_scales(blk + 4);
+        const int32x4_t sc03 = ec_widen4_u8(scmn, 0), sc47 = ec_widen4_u8(scmn, 1);
+        const int16x8_t mn = vreinterpretq_s16_u16(vmovl_high_u8(scmn));
+        const float d = ec_f16_hw(blk), dmin = ec_f16_hw(blk + 2);
+        const uint8_t *qs = q5 ? blk + 48 : blk + 16, *qh = q5 ? blk + 16 : NULL;
+        int32x4_t part[TILE_ROWS][4]; /* per row: pairwise sums of sub-blocks 2c, 2c + 1 */
+        for (int c = 0; c < 4; c++) {
+            int8x16_t q[4];
+            ec_k45_chunk(qs, qh, c, q);
+            for (size_t i = 0; i < MR; i++) {
+                const int8_t *xq = ((const ec_act_q8_256 *)(x + i * xs) + b)->q + 64 * c;
+                const int32x4_t lo = ec_dot32(q[0], q[1], vld1q_s8(xq), vld1q_s8(xq + 16));
+                const int32x4_t hi = ec_dot32(q[2], q[3], vld1q_s8(xq + 32), vld1q_s8(xq + 48));
+                part[i][c] = vpaddq_s32(lo, hi);
+            }
+        }
         for (size_t i = 0; i < MR; i++) {
             const ec_act_q8_256 *xb = (const ec_act_q8_256 *)(x + i * xs) + b;
-            int32x4_t isc = vdupq_n_s32(0);
-            if (q6) {
-                for (int g = 0; g < 16; g++)
-                    isc = vmlaq_n_s32(isc, ec_dot16(vdupq_n_s32(0), u.q[g], vld1q_s8(xb->q + 16 * g)), u.sc6[g]);
-                acc[i] += (xb->d * u.d) * (float)vaddvq_s32(isc);
-            } else {
-                for (int s = 0; s < 8; s++) {
-                    const int32x4_t dot = ec_dot32(u.q[2 * s], u.q[2 * s + 1], vld1q_s8(xb->q + 32 * s),
-                                                   vld1q_s8(xb->q + 32 * s + 16));
-                    isc = vmlaq_n_s32(isc, dot, u.sc[s]);
-                }
-                /* sum_s mn_s (bsums[2s] + bsums[2s+1]); a pair is at most 32 * 127 */
-                const int16x8_t pairs = vpaddq_s16(vld1q_s16(xb->bsums), vld1q_s16(xb->bsums + 8));
-                const int16x8_t mn = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(u.mn)));
-                const int32x4_t mins = vmlal_high_s16(vmull_s16(vget_low_s16(pairs), vget_low_s16(mn)), pairs, mn);
-                const int32_t imin = vaddvq_s32(mins);
-                acc[i] += (xb->d * u.d) * (float)vaddvq_s32(isc) - (xb->d * u.dmin) * (float)imin;
-            }
+            const int32x4_t s03 = vpaddq_s32(part[i][0], part[i][1]), s47 = vpaddq_s32(part[i][2], part[i][3]);
+            const int32_t isc = vaddvq_s32(vmlaq_s32(vmulq_s32(s03, sc03), s47, sc47));
+            /* sum_s mn_s (bsums[2s] + bsums[2s+1]); a pair is at most 32 * 127 */
+            const int16x8_t pairs = vpaddq_s16(vld1q_s16(xb->bsums), vld1q_s16(xb->bsums + 8));
+            const int32_t imin = vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(pairs), vget_low_s16(mn)), pairs, mn));
+            acc[i] += (xb->d * d) * (float)isc - (xb->d * dmin) * (float)imin;
         }
     }
     for (size_t i = 0; i < MR; i++) y[i * ldy] = acc[i];
 }
 
+/* The same for q6_k: chunk (h, p) gives the sums of groups 8h + p + 2s,
+ * s < 4, in one vector, scaled by those groups' scales (gathered in that
+ * order once per block). */
+EC_INLINE void ec_gemm_q6k_col(size_t k, size_t MR, const char *x, size_t xs, const uint8_t *w, float *y,
+                               size_t ldy, size_t bb, int unused) {
+    (void)unused;
+    static const uint8_t chunk_order[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+    float acc[TILE_ROWS] = {0};
+    for (size_t b = 0; b < k / 256; b++) {
+        const uint8_t *blk = w + b * bb;
+        const int8x16_t sc = vqtbl1q_s8(vld1q_s8((const int8_t *)blk + 192), vld1q_u8(chunk_order));
+        const float d = ec_f16_hw(blk + 208);
+        int32x4_t isc[TILE_ROWS];
+        for (size_t i = 0; i < MR; i++) isc[i] = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++)
+            for (int p = 0; p < 2; p++) {
+                int8x16_t q[4];
+                ec_q6k_chunk(blk, h, p, q);
+                const int32x4_t scv = ec_widen4_s8(sc, 2 * h + p);
+                for (size_t i = 0; i < MR; i++) {
+                    const int8_t *xq = ((const ec_act_q8_256 *)(x + i * xs) + b)->q + 128 * h + 16 * p;
+                    const int32x4_t zero = vdupq_n_s32(0);
+                    const int32x4_t d0 = ec_dot16(zero, q[0], vld1q_s8(xq)), d1 = ec_dot16(zero, q[1], vld1q_s8(xq + 32));
+                    const int32x4_t d2 = ec_dot16(zero, q[2], vld1q_s8(xq + 64)), d3 = ec_dot16(zero, q[3], vld1q_s8(xq + 96));
+                    isc[i] = vmlaq_s32(isc[i], ec_hsum4(d0, d1, d2, d3), scv);
+                }
+            }
+        for (size_t i = 0; i < MR; i++) {
+            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)(x + i * xs) + b;
+            acc[i] += (xb->d * d) * (float)vaddvq_s32(isc[i]);
+        }
+    }
+    for (size_t i = 0; i < MR; i++) y[i * ldy] = acc[i];
+}
+
+typedef void (*ec_gemm_col_fn)(size_t k, size_t MR, const char *x, size_t xs, const uint8_t *w, float *y,
+                               size_t ldy, size_t bb, int variant);
+
 EC_INLINE void ec_gemm_k(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
-                         float *y, size_t ldy, size_t bb, ec_decode_k_fn decode, int q6) {
+                         float *y, size_t ldy, size_t bb, ec_gemm_col_fn col, int variant) {
     for (size_t i0 = 0; i0 < mr; i0 += TILE_ROWS) {
         const char *xi = (const char *)x + i0 * xs;
         for (size_t j = 0; j < nr; j++) {
             const uint8_t *wj = (const uint8_t *)w + j * ws;
             float *yj = y + i0 * ldy + j;
             switch (mr - i0 < TILE_ROWS ? mr - i0 : TILE_ROWS) {
-            case 1: ec_gemm_k_col(k, 1, xi, xs, wj, yj, ldy, bb, decode, q6); break;
-            case 2: ec_gemm_k_col(k, 2, xi, xs, wj, yj, ldy, bb, decode, q6); break;
-            case 3: ec_gemm_k_col(k, 3, xi, xs, wj, yj, ldy, bb, decode, q6); break;
-            default: ec_gemm_k_col(k, 4, xi, xs, wj, yj, ldy, bb, decode, q6); break;
+            case 1: col(k, 1, xi, xs, wj, yj, ldy, bb, variant); break;
+            case 2: col(k, 2, xi, xs, wj, yj, ldy, bb, variant); break;
+            case 3: col(k, 3, xi, xs, wj, yj, ldy, bb, variant); break;
+            default: col(k, 4, xi, xs, wj, yj, ldy, bb, variant); break;
             }
         }
     }
 }
 
 #ifdef EC_QGEMM_NAME
-#define EC_GEMM_K(type, bytes, q6)                                                                       \
+#define EC_GEMM_K(type, bytes, col, variant)                                                             \
     void EC_QGEMM_NAME(type)(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w,   \
                              size_t ws, float *y, size_t ldy) {                                         \
-        ec_gemm_k(k, mr, nr, x, xs, w, ws, y, ldy, bytes, ec_decode_##type, q6);                        \
+        ec_gemm_k(k, mr, nr, x, xs, w, ws, y, ldy, bytes, col, variant);                                \
     }
 
-EC_GEMM_K(q4_k, 144, 0)
-EC_GEMM_K(q5_k, 176, 0)
-EC_GEMM_K(q6_k, 210, 1)
+EC_GEMM_K(q4_k, 144, ec_gemm_k45_col, 0)
+EC_GEMM_K(q5_k, 176, ec_gemm_k45_col, 1)
+EC_GEMM_K(q6_k, 210, ec_gemm_q6k_col, 0)
 #endif
 
 #endif /* EDGECORE_QGEMM_NEON_H */
