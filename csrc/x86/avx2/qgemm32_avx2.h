@@ -50,11 +50,14 @@ EC_INLINE __m256i reduce8(const __m256i p[NR]) {
 }
 
 /* 16 bytes of nibbles -> 32 bytes: element j from the low nibble of byte
- * j, element j + 16 from its high nibble. */
+ * j, element j + 16 from its high nibble. The bytes are broadcast to both
+ * 128-bit lanes by the load itself, and the high lane's dwords shift right
+ * by 4, which brings each byte's high nibble down (the next byte's low
+ * nibble lands above it and is masked off): no shuffle. */
 EC_INLINE __m256i nibbles(const uint8_t *qs) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i shifted = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
 /* Bit j of qh -> 0x10 in byte j. */
