@@ -6,7 +6,7 @@
  * give exactly the same integers, so both are bit for bit the scalar
  * kernels.
  *
- * A tile is up to 8 weight rows (nr) by up to 4 activation rows (mr). For
+ * A tile is up to 8 weight rows (nr) by up to 8 activation rows (mr). For
  * each block of K, the 8 weight blocks are decoded once into bytes and
  * reused by every activation row. A block's integer dot product is exact
  * (maddubs pairs, then pairs of pairs, then a transposing hadd tree that
@@ -36,7 +36,7 @@
 
 #define EC_INLINE static inline __attribute__((always_inline))
 #define NR 8
-#define MR 4
+#define MR 8
 
 enum { EC_Q8_0, EC_Q4_0, EC_Q4_1, EC_Q5_0, EC_Q5_1 };
 

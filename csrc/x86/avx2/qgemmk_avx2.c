@@ -26,7 +26,7 @@
 #include "../../common/qkernels.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
-#define MR 4
+#define MR 8
 
 EC_INLINE int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
