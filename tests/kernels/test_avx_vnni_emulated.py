@@ -7,7 +7,7 @@ execute. Here the feature's sources are compiled with the avx2 tier's flags
 and a forced-include shim (`avx_vnni_emu/vnni_shim.h`) that defines
 `_mm256_dpbusd_avx_epi32` as a lane loop from the Intel SDM's definition,
 loaded with ctypes, and called directly (no dispatch) on every tile shape
-(mr 1..4, nr 1..8) and on whole matrices cut into tiles as the driver does.
+(mr 1..8, nr 1..8) and on whole matrices cut into tiles as the driver does.
 Their raw sums must be bit for bit the scalar kernel's (the contract for
 these types: the block dot products are exact integers) and within the
 float64 reference's bound.
@@ -54,7 +54,7 @@ FLAGS = [
     f"-I{ROOT / 'csrc'}",
 ]
 TYPES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24}
-MR, NR = 4, 8
+MR, NR = 8, 8
 
 
 def _skip_reason() -> str | None:

@@ -6,7 +6,7 @@
  * give exactly the same integers, so both are bit for bit the scalar
  * kernels.
  *
- * A tile is up to 8 weight rows (nr) by up to 4 activation rows (mr). For
+ * A tile is up to 8 weight rows (nr) by up to 8 activation rows (mr). For
  * each block of K, the 8 weight blocks are decoded once into bytes and
  * reused by every activation row. A block's integer dot product is exact
  * (maddubs pairs, then pairs of pairs, then a transposing hadd tree that
@@ -36,7 +36,7 @@
 
 #define EC_INLINE static inline __attribute__((always_inline))
 #define NR 8
-#define MR 4
+#define MR 8
 
 enum { EC_Q8_0, EC_Q4_0, EC_Q4_1, EC_Q5_0, EC_Q5_1 };
 
@@ -50,11 +50,14 @@ EC_INLINE __m256i reduce8(const __m256i p[NR]) {
 }
 
 /* 16 bytes of nibbles -> 32 bytes: element j from the low nibble of byte
- * j, element j + 16 from its high nibble. */
+ * j, element j + 16 from its high nibble. The bytes are broadcast to both
+ * 128-bit lanes by the load itself, and the high lane's dwords shift right
+ * by 4, which brings each byte's high nibble down (the next byte's low
+ * nibble lands above it and is masked off): no shuffle. */
 EC_INLINE __m256i nibbles(const uint8_t *qs) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i shifted = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
 /* Bit j of qh -> 0x10 in byte j. */

@@ -26,14 +26,19 @@
 #include "../../common/qkernels.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
-#define MR 4
+#define MR 8
 
-EC_INLINE int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
+/* (sum of a's lanes, sum of b's lanes) */
+EC_INLINE void hsum2_epi32(__m256i a, __m256i b, int32_t *sa, int32_t *sb) {
+    const __m256i h = _mm256_hadd_epi32(a, b); /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    s = _mm_hadd_epi32(s, s); /* a b a b */
+    *sa = _mm_cvtsi128_si32(s);
+    *sb = _mm_extract_epi32(s, 1);
 }
+
+/* Two f16 at p, p + 2, widened by F16C (exact, as ec_read_f16). */
+EC_INLINE __m128 read_f16x2(const uint8_t *p) { return _mm_cvtph_ps(_mm_cvtsi32_si128((int)ec_read_u32(p))); }
 
 /* ---- q4_k, q5_k ----------------------------------------------------------- */
 
@@ -55,8 +60,9 @@ EC_INLINE void k_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
 }
 
 EC_INLINE void decode45(const uint8_t *b, int five, kblock45 *k) {
-    k->d = ec_read_f16(b);
-    k->dmin = ec_read_f16(b + 2);
+    const __m128 dd = read_f16x2(b);
+    k->d = _mm_cvtss_f32(dd);
+    k->dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
     uint8_t sc[8], mn[8];
     k_scales(b + 4, sc, mn);
     /* sc_j to every int16 lane: the 8 scales widened once, then one byte shuffle each */
@@ -90,7 +96,8 @@ EC_INLINE float dot45(const kblock45 *k, const ec_act_q8_256 *xb) {
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(k->u[j], xq), k->sc[j]));
     }
     const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
-    const int32_t isc = hsum_epi32(acc), imin = hsum_epi32(_mm256_madd_epi16(bs, k->mins));
+    int32_t isc, imin;
+    hsum2_epi32(acc, _mm256_madd_epi16(bs, k->mins), &isc, &imin);
     return (xb->d * k->d) * (float)isc - (xb->d * k->dmin) * (float)imin;
 }
 
@@ -133,7 +140,9 @@ typedef struct {
 EC_INLINE void decode6(const uint8_t *b, kblock6 *k) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
-    k->d = ec_read_f16(b + 208);
+    uint16_t dh; /* the block's last two bytes: a 32-bit read would pass its end */
+    memcpy(&dh, b + 208, 2);
+    k->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh)));
     const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
@@ -167,7 +176,9 @@ EC_INLINE float dot6(const kblock6 *k, const ec_act_q8_256 *xb) {
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(k->u[t], xq), k->sc[t]));
     }
     const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
-    const int32_t isc = hsum_epi32(acc) - 32 * hsum_epi32(_mm256_madd_epi16(bs, k->sc16));
+    int32_t dots, xsc;
+    hsum2_epi32(acc, _mm256_madd_epi16(bs, k->sc16), &dots, &xsc);
+    const int32_t isc = dots - 32 * xsc;
     return (xb->d * k->d) * (float)isc;
 }
 
