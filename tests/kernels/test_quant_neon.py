@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(
     "tools/check-aarch64.sh runs these tests under QEMU)",
 )
 
-NEON_PARAMS = [p for p in variant_params() if p.values[1][0] == "neon"]
+# f32 has no micro-kernel: it runs the tier's tuned linear_f32, whose summation order is its own
+NEON_PARAMS = [p for p in variant_params() if p.values[1][0] == "neon" and p.values[0] != "f32"]
 
 
 def detected_features() -> set[str]:
