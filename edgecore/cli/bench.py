@@ -98,6 +98,9 @@ def run(args) -> int:
 
 
 def _progress(done: int, total: int, label: str) -> None:
+    """A progress bar on a terminal; nothing in a log (stderr keeps only errors there)."""
+    if not sys.stderr.isatty():
+        return
     width = 24
     filled = width * done // max(total, 1)
     end = "\n" if done == total else ""

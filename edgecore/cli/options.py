@@ -31,7 +31,8 @@ NO_BUDGET = "none"  # --memory-budget none: no limit, also over a preset's budge
 # what the budget covers, for --help (README "Memory budget" has the numbers)
 BUDGET_HELP = ("memory budget for the model: its weights, KV cache, activations and scratch, e.g. 512M or 1.5G; "
                "'none' = no limit (also overrides a preset's). Not counted: the Python interpreter and the "
-               "libraries it imports (about 40 MiB more RSS; see the stats line)")
+               "libraries it imports (measured: 30-42 MiB of RSS before a model loads; the stats line shows"
+               " this run's)")
 
 # option -> (type, help)
 RUN_OPTIONS = {

@@ -67,11 +67,15 @@ def messages_for(prompt: str, system: str | None) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
-def stats_line(name: str, s, load_s: float | None = None) -> str:
+def stats_line(name: str, s, load_s: float | None = None, *, baseline_rss: int | None = None,
+               budgeted_peak: int | None = None) -> str:
     """One line: load, prefill (tokens reused, tok/s), decode, memory, why it stopped.
-    Memory shows both numbers: what the budget counts (the engine's peak
-    of weights, KV cache, activations and scratch) and the process's peak
-    RSS, which also holds the interpreter and its libraries."""
+
+    Memory shows both numbers: what the budget counts (budgeted_peak: the
+    engine pool's peak of weights, KV cache, activations and scratch) and
+    the process's peak RSS, which also holds the interpreter and the
+    libraries it imported (baseline_rss: the RSS just before the model
+    loaded)."""
     from edgecore.memory import format_size
 
     peak = format_size(s.peak_rss_bytes) if s.peak_rss_bytes else "unknown"
@@ -80,6 +84,9 @@ def stats_line(name: str, s, load_s: float | None = None) -> str:
     prefill = f"{s.prefill_tokens_per_s:.1f} tok/s" if s.prefill_tokens_per_s else "n/a"
     reused = f", {s.prompt_tokens_reused} reused" if s.prompt_tokens_reused else ""
     load = f"load {load_s:.2f} s | " if load_s is not None else ""
+    base = f" ({format_size(baseline_rss)} before the model: interpreter + libraries)" if baseline_rss else ""
+    counted = f"budget counts {format_size(budgeted_peak)} of {budget}" if budgeted_peak is not None \
+        else f"budget {budget}"
     return (f"[{name}] {load}prompt {s.prompt_tokens} tokens{reused}, prefill {s.prefill_ms:.1f} ms ({prefill}) | "
-            f"{s.new_tokens} new tokens, decode {decode} | peak RSS {peak} (budget {budget}, {s.strategy}, "
+            f"{s.new_tokens} new tokens, decode {decode} | peak RSS {peak}{base} | {counted} ({s.strategy}, "
             f"{s.groups} group{'s' if s.groups != 1 else ''}) | stop: {s.finish_reason}")

@@ -75,12 +75,17 @@ def run(args) -> int:
             if bad:
                 raise CliError(f"--ids: token id {bad[0]} is outside the vocabulary [0, {model.spec.vocab_size})",
                                EXIT_REFUSED)
-        ids = _fit_context(ids, new_tokens, opts["context"], args.truncate)
+        ids, truncated = _fit_context(ids, new_tokens, opts["context"], args.truncate)
     except BaseException:
         model.close()
         raise
+    from edgecore.memory import sample_footprint
+
+    baseline_rss = sample_footprint().rss  # the interpreter and its libraries: outside the budget
     engine, load_s = load_engine(opts, model)
     with engine:
+        if truncated:  # said once the run is certain to go ahead: an error after it stays one line
+            print(truncated, file=sys.stderr)
         streaming = not args.json and tok is not None
 
         def show(token, piece):
@@ -101,6 +106,9 @@ def run(args) -> int:
             print(json.dumps({"model": str(engine.model.dir), "prompt": prompt, "prompt_ids": result.prompt_tokens,
                               "chat_template": chat, "text": result.text, "tokens": result.tokens,
                               "load_s": load_s, "stats": s.as_dict(),
+                              "memory": {"baseline_rss_bytes": baseline_rss,
+                                         "budgeted_peak_bytes": engine.pool.stats().peak,
+                                         "peak_rss_bytes": s.peak_rss_bytes, "budget_bytes": s.budget},
                               "plan": {"strategy": engine.plan.strategy, "groups": engine.plan.describe(),
                                        "step_tokens": engine.plan.step_tokens,
                                        "predicted_peak_bytes": engine.plan.peak_bytes,
@@ -108,7 +116,8 @@ def run(args) -> int:
             return 0
         if not streaming:
             print(" ".join(map(str, result.tokens)))
-        print("\n\n" + stats_line(engine.model.name, s, load_s), file=sys.stderr)
+        print("\n\n" + stats_line(engine.model.name, s, load_s, baseline_rss=baseline_rss,
+                                   budgeted_peak=engine.pool.stats().peak), file=sys.stderr)
         if s.experts is not None:
             from edgecore.memory import format_size
 
@@ -147,15 +156,15 @@ def _read_prompt(args) -> tuple[str | None, list[int] | None]:
     return prompt, None
 
 
-def _fit_context(ids: list[int], new_tokens: int, context: int, truncate: bool) -> list[int]:
+def _fit_context(ids: list[int], new_tokens: int, context: int, truncate: bool) -> tuple[list[int], str | None]:
+    """(the ids that fit, a note if --truncate cut them)."""
     room = max(new_tokens, 1)  # -1 (until the end) still needs room for one token
     if len(ids) + room <= context:
-        return ids
+        return ids, None
     keep = context - room
     if not truncate or keep < 1:
         what = "new tokens" if new_tokens >= 0 else "new token (at least)"
         raise CliError(f"the prompt's {len(ids)} tokens + {room} {what} exceed the context of {context} tokens: "
                        f"shorten the prompt, lower --max-new-tokens, raise --context, or pass --truncate to keep "
                        f"the end of the prompt", EXIT_REFUSED)
-    print(f"edgecore run: prompt truncated to its last {keep} of {len(ids)} tokens (--truncate)", file=sys.stderr)
-    return ids[-keep:]
+    return ids[-keep:], f"edgecore run: prompt truncated to its last {keep} of {len(ids)} tokens (--truncate)"

@@ -271,3 +271,17 @@ def test_sliding_window_caps_the_default_context(tmp_path, capsys):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ---- budget honesty: the stats line shows what the budget counts and what it does not -----------
+
+
+def test_stats_show_the_budgeted_peak_and_the_process_baseline(capsys):
+    assert main(["run", "--memory-budget", "64M", "--prompt", "The list", "--max-new-tokens", "4"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"peak RSS \d+\.\d MiB \(\d+\.\d MiB before the model: interpreter \+ libraries\) \| "
+                     r"budget counts \d+\.\d MiB of 64\.0 MiB", err), err
+    assert main(["run", "--memory-budget", "64M", "--prompt", "The list", "--max-new-tokens", "4", "--json"]) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]
+    assert 0 < memory["budgeted_peak_bytes"] <= memory["budget_bytes"] == 64 << 20
+    assert 0 < memory["baseline_rss_bytes"] < memory["peak_rss_bytes"]
