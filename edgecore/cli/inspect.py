@@ -57,8 +57,10 @@ def run(args) -> int:
         ideal = probe.peak_bytes
         if budgets is None:
             low = minimum["sequential"][0]
-            budgets = sorted({low, minimum["speculative"][0], at_step["sequential"],
-                              *(int(low + f * (ideal - low)) for f in (0.25, 0.5)), ideal})
+            # each rounded up to the digits shown, so a row's budget is exactly what typing it plans
+            budgets = sorted({parse_size(format_size(b, round_up=True)) for b in (
+                low, minimum["speculative"][0], at_step["sequential"],
+                *(int(low + f * (ideal - low)) for f in (0.25, 0.5)), ideal)})
         cost = CostModel(device_rates())
         plans = []
         for budget in budgets:
