@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 _MISSING = object()
+# Gate inputs, policies and request logs nest a few levels; a document far
+# deeper is a mistake or an attack, refused before anything recurses into it.
+MAX_DEPTH = 64
 
 
 class InputError(ValueError):
@@ -95,13 +98,32 @@ def read_document(file: str | Path) -> Any:
         else:  # pragma: no cover - Python 3.10 only
             import tomli as tomllib
         try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            return _shallow(tomllib.loads(text))
+        except RecursionError:
+            raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+        except ValueError as exc:  # TOMLDecodeError, or an integer too long to convert
             raise DocumentError(f"not valid TOML: {exc}") from None
     try:
-        return json.loads(text)
+        return _shallow(json.loads(text))
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
     except json.JSONDecodeError as exc:
         raise DocumentError(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise DocumentError(f"not valid JSON: {exc}") from None
+
+
+def _shallow(document: Any) -> Any:
+    """The document, if it nests at most MAX_DEPTH levels (checked without
+    recursion, so that later code walking it cannot overflow the stack)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise DocumentError(f"nested more than {MAX_DEPTH} levels deep")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return document
 
 
 class Fields:

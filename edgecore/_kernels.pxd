@@ -36,6 +36,9 @@ cdef extern from "edgecore/kernels.h" nogil:
     int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
                               size_t n_ids, float decay, float boost, float max_score,
                               uint64_t *counts, uint64_t *scratch)
+    int64_t ec_ema_update_f32_i64(float *scores, size_t n_experts, const int64_t *ids,
+                                  size_t n_ids, float decay, float boost, float max_score,
+                                  uint64_t *counts, uint64_t *scratch)
     int64_t ec_route_topk_f32(const float *logits, const float *bonus, size_t t,
                               size_t e, size_t k, int32_t *ids, float *weights)
     # weight types and the linear driver (csrc/common/linear.c, wtypes.c, qdispatch.c)

@@ -8,8 +8,8 @@ def ema_update(scores, activated, *, double decay, double boost, double max_scor
     distinct id i in ``activated`` (an id listed twice counts once); then
     clamp every score to [0, max_score] (a NaN score becomes 0).
 
-    scores: float32 [E], writeable. activated: int32 or int64 ids, any shape
-    (int64 ids are range-checked and narrowed). counts: optional uint64 [E],
+    scores: float32 [E], writeable. activated: int32 or int64 ids (both read
+    in place), any shape, C-contiguous. counts: optional uint64 [E],
     incremented once per distinct activated id. decay must be in [0, 1],
     boost >= 0 and max_score > 0, all finite. An id outside [0, E) raises
     ValueError and leaves scores and counts untouched.
@@ -35,13 +35,12 @@ def ema_update(scores, activated, *, double decay, double boost, double max_scor
         raise ValueError(f"{fn}: boost must be finite and >= 0, got {boost}")
     if not (isfinite(max_score) and max_score > 0.0):
         raise ValueError(f"{fn}: max_score must be finite and > 0, got {max_score}")
-    if itype == cnp.NPY_INT64 and cnp.PyArray_ISNOTSWAPPED(ia):
-        if cnp.PyArray_SIZE(ia) and (ia.min() < 0 or ia.max() >= <int64_t>e):
-            _raise_bad_id(fn, ia.reshape(-1), e)
-        ia = ia.astype(np.int32)
-    elif itype != cnp.NPY_INT32:
+    if itype == cnp.NPY_INT64:
+        _check(ia, cnp.NPY_INT64, fn, "activated", False)
+    elif itype == cnp.NPY_INT32:
+        _check(ia, cnp.NPY_INT32, fn, "activated", False)
+    else:
         raise TypeError(f"{fn}: activated must hold int32 or int64 expert ids, got dtype {ia.dtype}")
-    _check(ia, cnp.NPY_INT32, fn, "activated", False)
     n_ids = <size_t>cnp.PyArray_SIZE(ia)
     if counts is not None:
         ca = _as_array(counts, fn, "counts")
@@ -56,8 +55,13 @@ def ema_update(scores, activated, *, double decay, double boost, double max_scor
         scratch_ptr = <uint64_t *>cnp.PyArray_DATA(scratch)
 
     with nogil:
-        bad = ec_ema_update_f32(<float *>cnp.PyArray_DATA(sa), e, <const int32_t *>cnp.PyArray_DATA(ia),
-                                n_ids, <float>decay, <float>boost, <float>max_score, counts_ptr, scratch_ptr)
+        if itype == cnp.NPY_INT64:  # read in place: no narrowed copy
+            bad = ec_ema_update_f32_i64(<float *>cnp.PyArray_DATA(sa), e, <const int64_t *>cnp.PyArray_DATA(ia),
+                                        n_ids, <float>decay, <float>boost, <float>max_score, counts_ptr,
+                                        scratch_ptr)
+        else:
+            bad = ec_ema_update_f32(<float *>cnp.PyArray_DATA(sa), e, <const int32_t *>cnp.PyArray_DATA(ia),
+                                    n_ids, <float>decay, <float>boost, <float>max_score, counts_ptr, scratch_ptr)
     if bad >= 0:
         _raise_bad_id(fn, ia.reshape(-1), e)
 
@@ -69,7 +73,7 @@ def _raise_bad_id(str fn, ids, size_t e):
 
 # ---- top-k routing ----------------------------------------------------------
 
-def route_topk(logits, Py_ssize_t k, *, bonus=None):
+def route_topk(logits, k, *, bonus=None):
     """Choose the top-k experts per token from gate logits.
 
     logits: float32 [T, E] (or [E] for one token). bonus: optional float32 [E]
@@ -87,10 +91,13 @@ def route_topk(logits, Py_ssize_t k, *, bonus=None):
     cdef cnp.ndarray ba = None
     cdef cnp.ndarray ids, weights
     cdef const float *bias_ptr = NULL
-    cdef cnp.npy_intp t, e, j
+    cdef cnp.npy_intp t, e, j, kn
     cdef cnp.npy_intp dims[2]
     cdef int64_t bad
 
+    # a bool is an int to Python, not a number of experts
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{fn}: k must be an integer number of experts, got {type(k).__name__} {k!r}")
     _check(la, cnp.NPY_FLOAT32, fn, "logits", False)
     cdef int nd = cnp.PyArray_NDIM(la)
     if nd == 2:
@@ -105,6 +112,7 @@ def route_topk(logits, Py_ssize_t k, *, bonus=None):
         raise ValueError(f"{fn}: logits must have at least one expert column, got shape {_shape(la)}")
     if k < 1 or k > e:
         raise ValueError(f"{fn}: k must be in [1, {e}] for {e} experts, got {k}")
+    kn = k
     if bonus is not None:
         ba = _as_array(bonus, fn, "bonus")
         _check(ba, cnp.NPY_FLOAT32, fn, "bonus", False)
@@ -117,19 +125,19 @@ def route_topk(logits, Py_ssize_t k, *, bonus=None):
 
     if nd == 2:
         dims[0] = t
-        dims[1] = k
+        dims[1] = kn
     else:
-        dims[0] = k
+        dims[0] = kn
     ids = <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, cnp.NPY_INT32, 0)
     weights = <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, cnp.NPY_FLOAT32, 0)
     with nogil:
-        bad = ec_route_topk_f32(<const float *>cnp.PyArray_DATA(la), bias_ptr, t, e, k,
+        bad = ec_route_topk_f32(<const float *>cnp.PyArray_DATA(la), bias_ptr, t, e, kn,
                                 <int32_t *>cnp.PyArray_DATA(ids), <float *>cnp.PyArray_DATA(weights))
     if bad >= 0:
         row = la.reshape(t, e)[bad]
         finite = int(np.isfinite(row).sum())
         if finite < k:
-            raise ValueError(f"{fn}: row {bad} has {finite} finite logits, fewer than k={k}; "
+            raise ValueError(f"{fn}: row {bad} has {finite} finite logits, fewer than k={kn}; "
                              f"its routing weights are undefined")
         raise ValueError(f"{fn}: row {bad} selects a +inf logit (expert {int(np.argmax(row))}); "
                          f"its routing weights are undefined")

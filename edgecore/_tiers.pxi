@@ -2,6 +2,8 @@
 
 # ---- tiers and threads ------------------------------------------------------
 
+MAX_THREADS = EC_MAX_THREADS  # the most threads set_num_threads accepts
+
 def capabilities():
     """Kernel tiers and sub-features.
 
@@ -95,11 +97,13 @@ def thread_calibration():
 
 def _configure_from_env():
     from edgecore._cpus import usable_cpus
+    from edgecore._env import EnvSettingError
 
     cap = os.environ.get("EDGECORE_ISA", "").strip().lower()
     compiled = [ec_tier_name(t).decode() for t in range(EC_TIER_COUNT) if ec_tier_compiled(t)]
     if cap and cap not in compiled:
-        raise ValueError(f"EDGECORE_ISA={cap!r} is not a tier of this build; choose one of {', '.join(compiled)}")
+        raise EnvSettingError(f"EDGECORE_ISA={cap!r} is not a tier of this build; set it to one of "
+                              f"{', '.join(compiled)}, or unset it")
     best = EC_TIER_SCALAR
     for t in range(EC_TIER_COUNT):
         # tiers are numbered in increasing capability within an architecture
@@ -112,9 +116,11 @@ def _configure_from_env():
         try:
             threads = int(raw)
         except ValueError:
-            raise ValueError(f"EDGECORE_NUM_THREADS must be a positive integer, got {raw!r}") from None
+            raise EnvSettingError(f"EDGECORE_NUM_THREADS={raw!r} is not a whole number; set it to a thread "
+                                  f"count in [1, {EC_MAX_THREADS}], or unset it") from None
         if not 1 <= threads <= EC_MAX_THREADS:
-            raise ValueError(f"EDGECORE_NUM_THREADS must be in [1, {EC_MAX_THREADS}], got {threads}")
+            raise EnvSettingError(f"EDGECORE_NUM_THREADS={raw!r} is out of range; set it to a thread count in "
+                                  f"[1, {EC_MAX_THREADS}], or unset it")
     else:
         threads = min(usable_cpus(), EC_MAX_THREADS)
     ec_set_num_threads(threads)

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from edgecore._kernels import (
     ACTIVATIONS,
     FORMATS,
+    MAX_THREADS,
     POLICIES,
     RouterCore,
     Routing,
@@ -66,6 +67,7 @@ from edgecore._kernels import (
 __all__ = [
     "ACTIVATIONS",
     "FORMATS",
+    "MAX_THREADS",
     "POLICIES",
     "RouterCore",
     "Routing",

@@ -10,21 +10,13 @@
 
 /* ---- EMA affinity ------------------------------------------------------- */
 
-int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
-                          size_t n_ids, float decay, float boost,
-                          float max_score, uint64_t *counts, uint64_t *scratch) {
-    for (size_t i = 0; i < n_ids; i++)
-        if (ids[i] < 0 || (size_t)ids[i] >= n_experts) return (int64_t)i;
-    if (!scratch && n_experts > EC_EMA_STACK_EXPERTS) return -2;
-    /* A bitmap dedupes ids (an id listed twice counts once) and lets the
-     * ISA kernel apply decay, boost and clamp in one vector pass. */
-    uint64_t stack_bits[EC_EMA_STACK_EXPERTS / 64];
-    uint64_t *bits = scratch ? scratch : stack_bits;
-    const size_t words = (n_experts + 63) / 64;
-    memset(bits, 0, words * sizeof bits[0]);
-    for (size_t i = 0; i < n_ids; i++) bits[ids[i] >> 6] |= 1ULL << (ids[i] & 63);
+/* decay, boost and clamp through the ISA kernel, then count: shared by the
+ * int32 and int64 entry points once the ids are checked and in `bits` */
+static void ema_apply(float *scores, size_t n_experts, const uint64_t *bits, float decay,
+                      float boost, float max_score, uint64_t *counts) {
     ec_active->ema_f32(scores, n_experts, bits, decay, boost, max_score);
     if (counts) {
+        const size_t words = (n_experts + 63) / 64;
         for (size_t w = 0; w < words; w++) {
             uint64_t b = bits[w];
             while (b) {
@@ -33,6 +25,38 @@ int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
             }
         }
     }
+}
+
+/* A bitmap dedupes ids (an id listed twice counts once) and lets the ISA
+ * kernel apply decay, boost and clamp in one vector pass. Every id is
+ * checked before anything is written. */
+int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
+                          size_t n_ids, float decay, float boost,
+                          float max_score, uint64_t *counts, uint64_t *scratch) {
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= n_experts) return (int64_t)i;
+    if (!scratch && n_experts > EC_EMA_STACK_EXPERTS) return -2;
+    uint64_t stack_bits[EC_EMA_STACK_EXPERTS / 64];
+    uint64_t *bits = scratch ? scratch : stack_bits;
+    memset(bits, 0, (n_experts + 63) / 64 * sizeof bits[0]);
+    for (size_t i = 0; i < n_ids; i++) bits[ids[i] >> 6] |= 1ULL << (ids[i] & 63);
+    ema_apply(scores, n_experts, bits, decay, boost, max_score, counts);
+    return -1;
+}
+
+/* The same for int64 ids (NumPy's default integer), read in place: no
+ * narrowed copy, so an id list from Python costs what an int32 one does. */
+int64_t ec_ema_update_f32_i64(float *scores, size_t n_experts, const int64_t *ids,
+                              size_t n_ids, float decay, float boost,
+                              float max_score, uint64_t *counts, uint64_t *scratch) {
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || (uint64_t)ids[i] >= (uint64_t)n_experts) return (int64_t)i;
+    if (!scratch && n_experts > EC_EMA_STACK_EXPERTS) return -2;
+    uint64_t stack_bits[EC_EMA_STACK_EXPERTS / 64];
+    uint64_t *bits = scratch ? scratch : stack_bits;
+    memset(bits, 0, (n_experts + 63) / 64 * sizeof bits[0]);
+    for (size_t i = 0; i < n_ids; i++) bits[ids[i] >> 6] |= 1ULL << (ids[i] & 63);
+    ema_apply(scores, n_experts, bits, decay, boost, max_score, counts);
     return -1;
 }
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import signal
 import sys
 
-from edgecore.cli import CliError
-from edgecore.cli.options import add_run_options, resolve_options
-from edgecore.cli.prompting import add_prompt_flags, load_engine, max_new_tokens, sampling_options
+from edgecore.cli import EXIT_REFUSED, CliError
+from edgecore.cli.options import add_run_options, resolve_options, sampling_options
+from edgecore.cli.prompting import add_prompt_flags, generation_error, load_engine, open_model
 
 HELP = "/reset starts over, /exit or Ctrl-D leaves, Ctrl-C stops an answer"
 
@@ -40,13 +40,15 @@ def run(args) -> int:
 
     opts = resolve_options(args)
     sampling = sampling_options(opts)
-    limit = max_new_tokens(opts, -1)
-    engine, load_s = load_engine(opts)
+    limit = opts.get("max_new_tokens", -1)
+    model = open_model(opts)
+    tok = model.tokenizer
+    if tok is None or tok.chat_template is None:
+        model.close()
+        raise CliError(f"{model.name} has no chat template, so it cannot chat; use `edgecore run` "
+                       f"for plain text", EXIT_REFUSED)
+    engine, load_s = load_engine(opts, model)
     with engine:
-        tok = engine.tokenizer
-        if tok is None or tok.chat_template is None:
-            raise CliError(f"{engine.model.name} has no chat template, so it cannot chat; use `edgecore run` "
-                           f"for plain text", status=1)
         interactive = sys.stdin.isatty()
         system = [{"role": "system", "content": args.system}] if args.system else []
         messages = list(system)
@@ -70,7 +72,7 @@ def run(args) -> int:
             try:
                 ids = tok.apply_chat_template(messages)
             except ModelError as exc:
-                raise CliError(str(exc), status=1) from None
+                raise CliError(str(exc), EXIT_REFUSED) from None
             room = engine.context - len(ids)
             if room < 1:
                 messages.pop()
@@ -110,8 +112,8 @@ def _answer(engine, ids, new_tokens, stop, sampling) -> str:
     try:
         result = engine.generate(ids, max_new_tokens=new_tokens, stop=stop, stream=show,
                                  should_stop=lambda: bool(interrupted), **sampling)
-    except ValueError as exc:
-        raise CliError(str(exc), status=1) from None
+    except (ValueError, FloatingPointError) as exc:
+        raise generation_error(exc) from None
     finally:
         signal.signal(signal.SIGINT, previous)
     s = result.stats

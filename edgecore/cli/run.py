@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import sys
 
-from edgecore.cli import CliError
-from edgecore.cli.options import add_run_options, resolve_options
+from edgecore.cli import EXIT_REFUSED, CliError
+from edgecore.cli.options import add_run_options, resolve_options, sampling_options
 from edgecore.cli.prompting import (
     add_prompt_flags,
+    generation_error,
     load_engine,
-    max_new_tokens,
     messages_for,
-    sampling_options,
+    open_model,
     stats_line,
 )
 
@@ -44,34 +44,48 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    """Everything the user gave is checked before the weights load: flags
+    and preset first, then the prompt, then what depends on the model (its
+    context, vocabulary and tokenizer), and only then the engine."""
     from edgecore.models import ModelError
 
     opts = resolve_options(args)
     sampling = sampling_options(opts)
-    new_tokens = max_new_tokens(opts, 64)
+    new_tokens = opts.get("max_new_tokens", 64)
     prompt, ids = _read_prompt(args)
     if args.system is not None and (args.raw or ids is not None):
         raise CliError("--system is a chat message: it cannot go with --raw or --ids")
-    engine, load_s = load_engine(opts)
-    with engine:
-        tok = engine.tokenizer
+    model = open_model(opts)
+    try:
+        tok = model.tokenizer
         chat = False
         if ids is None:
             if tok is None:
-                raise CliError(f"{engine.model.dir}: this model has no tokenizer; give the prompt as --ids 1,2,3",
-                               status=1)
+                raise CliError(f"{model.dir}: this model has no tokenizer; give the prompt as --ids 1,2,3",
+                               EXIT_REFUSED)
             chat = tok.chat_template is not None and not args.raw
+            if args.system is not None and not chat:
+                raise CliError(f"--system needs a chat template; {model.name} has none", EXIT_REFUSED)
             try:
                 ids = tok.apply_chat_template(messages_for(prompt, args.system)) if chat else tok.encode(prompt)
             except ModelError as exc:
-                raise CliError(str(exc), status=1) from None
-            if args.system is not None and not chat:
-                raise CliError(f"--system needs a chat template; {engine.model.name} has none", status=1)
+                raise CliError(str(exc), EXIT_REFUSED) from None
         else:
-            bad = [i for i in ids if i >= engine.spec.vocab_size]
+            bad = [i for i in ids if i >= model.spec.vocab_size]
             if bad:
-                raise CliError(f"--ids: token id {bad[0]} is outside the vocabulary [0, {engine.spec.vocab_size})")
-        ids = _fit_context(ids, new_tokens, engine.context, args.truncate)
+                raise CliError(f"--ids: token id {bad[0]} is outside the vocabulary [0, {model.spec.vocab_size})",
+                               EXIT_REFUSED)
+        ids, truncated = _fit_context(ids, new_tokens, opts["context"], args.truncate)
+    except BaseException:
+        model.close()
+        raise
+    from edgecore.memory import sample_footprint
+
+    baseline_rss = sample_footprint().rss  # the interpreter and its libraries: outside the budget
+    engine, load_s = load_engine(opts, model)
+    with engine:
+        if truncated:  # said once the run is certain to go ahead: an error after it stays one line
+            print(truncated, file=sys.stderr)
         streaming = not args.json and tok is not None
 
         def show(token, piece):
@@ -83,20 +97,27 @@ def run(args) -> int:
         try:
             result = engine.generate(ids, max_new_tokens=new_tokens, stop=args.stop,
                                      stream=show if streaming else None, **sampling)
-        except (ModelError, ValueError) as exc:
-            raise CliError(str(exc), status=1) from None
+        except (ModelError, ValueError, FloatingPointError) as exc:
+            if streaming:
+                sys.stdout.write("\n")
+            raise generation_error(exc) from None
         s = result.stats
         if args.json:
             print(json.dumps({"model": str(engine.model.dir), "prompt": prompt, "prompt_ids": result.prompt_tokens,
                               "chat_template": chat, "text": result.text, "tokens": result.tokens,
                               "load_s": load_s, "stats": s.as_dict(),
+                              "memory": {"baseline_rss_bytes": baseline_rss,
+                                         "budgeted_peak_bytes": engine.pool.stats().peak,
+                                         "peak_rss_bytes": s.peak_rss_bytes, "budget_bytes": s.budget},
                               "plan": {"strategy": engine.plan.strategy, "groups": engine.plan.describe(),
+                                       "step_tokens": engine.plan.step_tokens,
                                        "predicted_peak_bytes": engine.plan.peak_bytes,
                                        "expert_capacity": engine.plan.expert_capacity or None}}, indent=2))
             return 0
         if not streaming:
             print(" ".join(map(str, result.tokens)))
-        print("\n\n" + stats_line(engine.model.name, s, load_s), file=sys.stderr)
+        print("\n\n" + stats_line(engine.model.name, s, load_s, baseline_rss=baseline_rss,
+                                   budgeted_peak=engine.pool.stats().peak), file=sys.stderr)
         if s.experts is not None:
             from edgecore.memory import format_size
 
@@ -135,15 +156,15 @@ def _read_prompt(args) -> tuple[str | None, list[int] | None]:
     return prompt, None
 
 
-def _fit_context(ids: list[int], new_tokens: int, context: int, truncate: bool) -> list[int]:
+def _fit_context(ids: list[int], new_tokens: int, context: int, truncate: bool) -> tuple[list[int], str | None]:
+    """(the ids that fit, a note if --truncate cut them)."""
     room = max(new_tokens, 1)  # -1 (until the end) still needs room for one token
     if len(ids) + room <= context:
-        return ids
+        return ids, None
     keep = context - room
     if not truncate or keep < 1:
         what = "new tokens" if new_tokens >= 0 else "new token (at least)"
         raise CliError(f"the prompt's {len(ids)} tokens + {room} {what} exceed the context of {context} tokens: "
                        f"shorten the prompt, lower --max-new-tokens, raise --context, or pass --truncate to keep "
-                       f"the end of the prompt", status=1)
-    print(f"edgecore run: prompt truncated to its last {keep} of {len(ids)} tokens (--truncate)", file=sys.stderr)
-    return ids[-keep:]
+                       f"the end of the prompt", EXIT_REFUSED)
+    return ids[-keep:], f"edgecore run: prompt truncated to its last {keep} of {len(ids)} tokens (--truncate)"

@@ -82,13 +82,16 @@ class Engine:
     memory budget.
 
     model_dir: a model directory, a built-in model name ("demo",
-    "demo-moe"), or None for the default demo model. memory_budget: bytes
+    "demo-moe"), None for the default demo model, or an open Model (the
+    engine takes it over and closes it). memory_budget: bytes
     (int) or a size string ("512M"); None = no limit. strategy: sequential,
     greedy, speculative or auto. threads: kernel threads (process-wide, as
     edgecore.set_num_threads). context: KV cache capacity in tokens
-    (default: the model's maximum, at most 2048). step_tokens: the most
-    tokens one forward step processes (longer prompts are prefilled in
-    chunks; bounds activation memory).
+    (default: the model's maximum, at most 2048, and at most its
+    sliding_window). step_tokens: the most tokens one forward step
+    processes (longer prompts are prefilled in chunks; bounds activation
+    memory); under a budget too small for that many, the planner picks
+    the largest step that fits (self.step_tokens says which).
 
     MoE models whose experts do not all fit keep C experts per layer in an
     expert cache (C chosen by the planner, or expert_capacity). expert_policy:
@@ -104,7 +107,7 @@ class Engine:
         if threads is not None:
             ops.set_num_threads(threads)
         budget = None if memory_budget is None else parse_size(memory_budget)
-        self.model = Model(model_dir)
+        self.model = model_dir if isinstance(model_dir, Model) else Model(model_dir)
         try:
             self._setup(budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus)
         except BaseException:
@@ -116,7 +119,8 @@ class Engine:
         _check_expert_options(spec, expert_capacity, expert_policy, cache_bonus)
         self.spec = spec
         self.tokenizer = self.model.tokenizer
-        self.context = _positive("context", context, min(spec.max_positions, DEFAULT_CONTEXT))
+        window = spec.sliding_window or spec.max_positions  # windowed attention is not implemented
+        self.context = _positive("context", context, min(spec.max_positions, window, DEFAULT_CONTEXT))
         if self.context > spec.max_positions:
             raise ValueError(f"context {self.context} exceeds the model's max_position_embeddings "
                              f"({spec.max_positions})")
@@ -132,6 +136,7 @@ class Engine:
         self.plan: Plan = plan_model(graph, budget, expert_capacity=expert_capacity, context_tokens=self.context,
                                      step_tokens=self.step_tokens, strategy=strategy, all_logits=False,
                                      cost_model=cost)
+        self.step_tokens = self.plan.step_tokens  # smaller when the budget needed it
         self.pool = MemoryPool(budget)
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 
@@ -42,16 +43,22 @@ def parse_size(text: str | int) -> int:
     return value
 
 
-def format_size(nbytes: int | float) -> str:
+def format_size(nbytes: int | float, *, round_up: bool = False) -> str:
     """``1536`` -> ``"1.5 KiB"``; bytes below 1 KiB are printed exactly.
-    Negative values (differences) keep their sign."""
+    Negative values (differences) keep their sign.
+
+    round_up: for a size shown as a minimum (a budget that is needed), the
+    shown digits are rounded up instead of to nearest, so that typing the
+    printed value back (``--memory-budget 6.7M``) is always enough."""
     sign = "-" if nbytes < 0 else ""
     value = abs(nbytes)
     if value < 1024:
-        return f"{sign}{value:.0f} B"
+        return f"{sign}{math.ceil(value) if round_up else value:.0f} B"
     units = ("KiB", "MiB", "GiB", "TiB")
     power = 1
     while power < len(units) and value >= 1024 ** (power + 1):
         power += 1
     value /= 1024 ** power
+    if round_up:
+        value = math.ceil(value * 10) / 10 if value < 100 else float(math.ceil(value))
     return f"{sign}{value:.1f} {units[power - 1]}" if value < 100 else f"{sign}{value:.0f} {units[power - 1]}"

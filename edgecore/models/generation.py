@@ -80,7 +80,9 @@ def load_generation_config(model_dir: str | Path, config_eos: tuple[int, ...] = 
         return GenerationConfig(eos_token_ids=tuple(config_eos))
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ModelError(f"{path}: its JSON is nested too deeply") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or UTF-8, an over-long integer
         raise ModelError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{path}: expected a JSON object")

@@ -97,7 +97,9 @@ def load_spec(model_dir: str | Path) -> ModelSpec:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise ModelError(f"{path}: no config.json in the model directory") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ModelError(f"{path}: its JSON is nested too deeply") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or UTF-8, an over-long integer
         raise ModelError(f"{path}: not a readable JSON config ({exc})") from None
     if not isinstance(config, dict):
         raise ModelError(f"{path}: expected a JSON object")

@@ -199,7 +199,9 @@ def _read_json(path: Path) -> dict:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ModelError(f"{path}: its JSON is nested too deeply") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or UTF-8, an over-long integer
         raise ModelError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object")

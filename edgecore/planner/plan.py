@@ -19,11 +19,21 @@ so those weights are never streamed again.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from edgecore.models.graph import LayerGraph
 
 STRATEGIES = ("sequential", "greedy", "speculative", "auto")
+
+# The smallest prefill step the planner shrinks to before it declares a
+# budget too small: one token, which is what every decode step runs
+# anyway. A budget that can decode can therefore always prefill, one
+# token per step; refusing it for a larger floor would refuse a run that
+# works. What a smaller step costs is speed, not correctness: each step
+# streams the non-pinned weights once, so prefill takes prompt/step
+# passes over them (`edgecore inspect` shows the step each budget gets).
+MIN_STEP_TOKENS = 1
 
 
 class PlanError(ValueError):
@@ -112,11 +122,16 @@ class Plan:
 def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, step_tokens: int,
               strategy: str = "auto", all_logits: bool = True, cost_model=None) -> Plan:
     """Plan for steps of up to `step_tokens` new tokens with a KV cache of
-    `context_tokens`. Raises BudgetTooSmall or ValueError."""
+    `context_tokens`. Under a budget too small for that step the step
+    shrinks (fit_step, down to MIN_STEP_TOKENS); plan.step_tokens is the
+    step planned. Raises BudgetTooSmall or ValueError."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     if context_tokens < 1 or step_tokens < 1 or step_tokens > context_tokens:
         raise ValueError(f"need 1 <= step_tokens ({step_tokens}) <= context_tokens ({context_tokens})")
+    if budget is not None:
+        step_tokens = fit_step(graph, budget, context_tokens=context_tokens, step_tokens=step_tokens,
+                               strategy=strategy, all_logits=all_logits)
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
     kv = graph.kv_bytes_per_token * context_tokens
     act = graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
@@ -159,9 +174,37 @@ def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, ste
     return best
 
 
-def minimum_budget(graph: LayerGraph, *, context_tokens: int, step_tokens: int, strategy: str = "sequential",
-                   all_logits: bool = True) -> tuple[int, str]:
-    """Smallest budget any plan of `strategy` needs, and the layer that sets it."""
+def fit_step(graph: LayerGraph, budget: int, *, context_tokens: int, step_tokens: int, strategy: str = "auto",
+             all_logits: bool = True) -> int:
+    """The largest step of at most `step_tokens` tokens whose minimum budget
+    (for `strategy`; auto: sequential, the least demanding) fits `budget`.
+    Activations and the embedding rows gathered grow with the step, so the
+    minimum is monotone in it and a bisection finds the largest. When not
+    even MIN_STEP_TOKENS fits, that floor is returned: the BudgetTooSmall
+    then raised names the minimum at the floor, the smallest that works."""
+    kind = "speculative" if strategy == "speculative" else "sequential"
+
+    def fits(step: int) -> bool:
+        need, _ = minimum_budget(graph, context_tokens=context_tokens, step_tokens=step, strategy=kind,
+                                 all_logits=all_logits)
+        return need <= budget
+
+    if fits(step_tokens):
+        return step_tokens
+    lo, hi = MIN_STEP_TOKENS, step_tokens  # invariant: hi does not fit; lo fits (or is the floor)
+    if not fits(lo):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def minimum_budget(graph: LayerGraph, *, context_tokens: int, step_tokens: int = MIN_STEP_TOKENS,
+                   strategy: str = "sequential", all_logits: bool = True) -> tuple[int, str]:
+    """Smallest budget any plan of `strategy` with steps of `step_tokens`
+    needs (default: the smallest step, i.e. the smallest budget any plan
+    needs), and the layer that sets it."""
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
     fixed = (graph.kv_bytes_per_token * context_tokens
              + graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
@@ -185,12 +228,12 @@ def _check_minimum(graph: LayerGraph, budget: int, sizes: list[int], fixed: int,
                 f"budget {_mib(budget)} is too small for the speculative strategy: it must hold layers "
                 f"{graph.layers[i].name} and {graph.layers[(i + 1) % len(sizes)].name} together "
                 f"({_mib(sizes[i] + sizes[(i + 1) % len(sizes)])}) plus KV cache, activations and scratch "
-                f"({_mib(fixed)}); minimum {_mib(need_pair)}", need_pair, graph.layers[i].name)
+                f"({_mib(fixed)}); minimum {_mib_up(need_pair)}", need_pair, graph.layers[i].name)
     if budget < need:
         raise BudgetTooSmall(
             f"budget {_mib(budget)} is too small: layer {graph.layers[big].name} alone needs "
             f"{_mib(sizes[big])} resident, plus KV cache, activations and scratch ({_mib(fixed)}); "
-            f"minimum {_mib(need)}", need, graph.layers[big].name)
+            f"minimum {_mib_up(need)}", need, graph.layers[big].name)
 
 
 def _pack(sizes: list[int], window: int | None) -> list[list[int]]:
@@ -249,3 +292,8 @@ def _pin(plan: Plan) -> None:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def _mib_up(n: int) -> str:
+    """A minimum, rounded up: the value printed, typed back, is enough."""
+    return f"{math.ceil(n * 10 / 2**20) / 10:.1f} MiB"

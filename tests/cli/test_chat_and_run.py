@@ -102,8 +102,8 @@ def test_context_overflow_and_truncate(chat_model, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--ids", "1,x"], "--ids: expected comma-separated token ids"),
-    (["--prompt", "x", "--top-p", "2"], "--top-p: top_p must be in (0, 1]"),
-    (["--prompt", "x", "--max-new-tokens", "-5"], "--max-new-tokens must be >= 0, or -1"),
+    (["--prompt", "x", "--top-p", "2"], "--top-p: expected a number in (0, 1], got 2.0"),
+    (["--prompt", "x", "--max-new-tokens", "-5"], "--max-new-tokens: expected a number of tokens >= 0, or -1"),
     (["--prompt-file", "/nonexistent/p.txt"], "--prompt-file /nonexistent/p.txt: cannot read it"),
     (["--prompt", "x", "--raw", "--system", "s"], "--system is a chat message"),
 ])

@@ -17,7 +17,7 @@ from support.models import build, reference_greedy, reference_logits  # noqa: E4
 
 from edgecore import Engine  # noqa: E402
 from edgecore.memory import held_bytes  # noqa: E402
-from edgecore.planner import BudgetTooSmall, minimum_budget, plan_with_expert_cache  # noqa: E402
+from edgecore.planner import MIN_STEP_TOKENS, BudgetTooSmall, minimum_budget, plan_with_expert_cache  # noqa: E402
 
 CFG = dict(vocab_size=400, hidden_size=64, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
            num_key_value_heads=2, max_position_embeddings=128, num_local_experts=8, num_experts_per_tok=2)
@@ -87,11 +87,13 @@ def test_expert_cache_needs_top_k_experts_per_layer(mixtral):
     with Engine(path, **RUN) as probe:
         graph = probe.model.graph
     run = dict(context_tokens=96, step_tokens=32, strategy="sequential")
-    dense_floor, _ = minimum_budget(graph.with_experts_cached(), **run)
+    # the floor is with the smallest prefill step: the planner shrinks the step before refusing
+    dense_floor, _ = minimum_budget(graph.with_experts_cached(), context_tokens=96, step_tokens=MIN_STEP_TOKENS,
+                                    strategy="sequential")
     # top_k=2 experts per MoE layer, each one pool buffer
     floor = dense_floor + graph.moe_layers * 2 * held_bytes(graph.expert_bytes)
     plan = plan_with_expert_cache(graph, floor, **run)
-    assert plan.expert_capacity == 2 and plan.peak_bytes <= floor
+    assert plan.expert_capacity == 2 and plan.peak_bytes <= floor and plan.step_tokens < 32
     with pytest.raises(BudgetTooSmall, match="expert cache") as info:
         plan_with_expert_cache(graph, floor - 1, **run)
     assert info.value.minimum_bytes == floor

@@ -189,3 +189,53 @@ def test_ema_random_every_tier(e, n_ids, decay, boost, max_score, seed):
     for tier in ops.capabilities()["available"]:
         with ops.forced_tier(tier):
             check_ema(scores, ids, decay, boost, max_score, counts)
+
+
+# ---- int64 ids and the type of k (issue 15) --------------------------------------
+
+
+def test_ema_int64_ids_are_read_in_place(tier):
+    """NumPy's default integer is int64: its ids must not be narrowed into a
+    copy first (the slow path was ~6x an int32 call). tracemalloc sees every
+    NumPy data allocation, so a narrowed copy of 200k ids (800 KB) shows."""
+    import tracemalloc
+
+    ids = (np.arange(200_000, dtype=np.int64) * 7) % 16
+    s64 = np.linspace(0, 1, 16).astype(np.float32)
+    s32 = s64.copy()
+    c64 = np.zeros(16, np.uint64)
+    tracemalloc.start()
+    try:
+        ops.ema_update(s64, ids, decay=0.9, boost=0.25, counts=c64)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < ids.nbytes // 16, f"{peak} bytes allocated for {ids.nbytes} bytes of ids"
+    c32 = np.zeros(16, np.uint64)
+    ops.ema_update(s32, ids.astype(np.int32), decay=0.9, boost=0.25, counts=c32)
+    np.testing.assert_array_equal(s64, s32)
+    np.testing.assert_array_equal(c64, c32)
+    want, _ = ema_ref(np.linspace(0, 1, 16).astype(np.float32), ids, 0.9, 0.25, 1.0, None)
+    np.testing.assert_allclose(s64, want, rtol=1e-6, atol=1e-7)
+
+
+def test_ema_int64_ids_checked_like_int32(tier):
+    s = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.ema_update(s, np.arange(8, dtype=np.int64)[::2], decay=0.5, boost=0.1)
+    with pytest.raises(ValueError, match=r"activated\[1\] = -3 is not an expert id"):
+        ops.ema_update(s, np.array([1, -3], np.int64), decay=0.5, boost=0.1)
+    assert not s.any()
+    with pytest.raises(TypeError, match="int32 or int64"):
+        ops.ema_update(s, np.array([1], np.int16), decay=0.5, boost=0.1)
+
+
+@pytest.mark.parametrize("k", [True, False, 2.0, "2", None])
+def test_route_topk_rejects_a_k_that_is_not_an_integer(k):
+    with pytest.raises(TypeError, match="k must be an integer number of experts"):
+        ops.route_topk(np.zeros((1, 4), np.float32), k)
+
+
+def test_route_topk_accepts_numpy_integers():
+    ids, _ = ops.route_topk(np.array([0.0, 3.0, 1.0, 2.0], np.float32), np.int64(2))
+    np.testing.assert_array_equal(ids, [1, 3])

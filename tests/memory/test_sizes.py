@@ -58,3 +58,29 @@ def test_format_size(nbytes, expected):
 
 def test_top_level_export():
     assert edgecore.parse_size is parse_size
+
+
+# ---- minimums are shown rounded up (issue 15) -------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def test_a_minimum_is_rounded_up():
+    n = int(6.62 * M)  # inspect used to show 6.6 MiB, which --memory-budget 6.6M then refused
+    assert format_size(n) == "6.6 MiB"
+    assert format_size(n, round_up=True) == "6.7 MiB"
+    assert format_size(7 * M, round_up=True) == "7.0 MiB"
+    assert format_size(int(150.2 * M), round_up=True) == "151 MiB"
+    assert format_size(1000, round_up=True) == "1000 B"
+
+
+@given(st.integers(1, 1 << 44))
+def test_a_minimum_typed_back_is_enough(n):
+    shown = format_size(n, round_up=True)
+    back = parse_size(shown)
+    assert back >= n
+    # and it is the smallest value at that precision: one displayed step less is not enough
+    number, unit = shown.split()
+    step = {"B": 1, "KiB": K, "MiB": M, "GiB": G, "TiB": T}[unit] * (0.1 if "." in number else 1)
+    assert back - step < n

@@ -1,7 +1,8 @@
 """Hypothesis fuzz: random and mutated headers only ever raise
 SafetensorsError (or load, and then every tensor reads without a crash);
 on structured headers the accept/reject decision matches the reference
-reader (the `safetensors` package)."""
+reader (the `safetensors` package). EDGECORE_FUZZ_SECONDS=N runs each for
+N seconds (tests/support/fuzz.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.fuzz import long_run
 
 from edgecore.weights import SafetensorsError, load_safetensors, save_safetensors
 
@@ -41,12 +43,14 @@ def load_and_read(raw: bytes) -> bool:
     return True
 
 
+@long_run
 @FUZZ
 @given(st.binary(max_size=300), st.binary(max_size=64))
 def test_random_header_bytes(header, data):
     load_and_read(struct.pack("<Q", len(header)) + header + data)
 
 
+@long_run
 @FUZZ
 @given(st.binary(max_size=400))
 def test_random_files(raw):
@@ -65,6 +69,7 @@ def _valid_file() -> bytes:
 VALID = _valid_file()
 
 
+@long_run
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8))
 def test_mutated_valid_file(mutations):
@@ -116,6 +121,7 @@ def tiled_headers(draw):
     return header, max(0, offset + extra)
 
 
+@long_run
 @FUZZ
 @given(tiled_headers())
 def test_structured_headers_agree_with_the_reference(case):

@@ -20,18 +20,17 @@ import math
 import os
 import struct
 import tempfile
-import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
+from support.fuzz import long_run
 from support.gguf_files import Q, V, gguf, sample_tensors, u32, u64, write_gguf
 
 from edgecore.weights import GGUFError, load_gguf
 from edgecore.weights.gguf_header import MAGIC, PREFIX_BYTES
 
-LONG_SECONDS = float(os.environ.get("EDGECORE_FUZZ_SECONDS", "0") or 0)
 FUZZ = settings(max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 _DIR = tempfile.mkdtemp(prefix="edgecore-gguf-fuzz-")
@@ -83,20 +82,6 @@ def load_and_read(raw: bytes) -> bool:
         for value in f.metadata.values():
             _touch(value)
     return True
-
-
-def long_run(test):
-    """Run a Hypothesis test once (default) or, with EDGECORE_FUZZ_SECONDS,
-    again and again with fresh seeds until the time is up."""
-    def run():
-        deadline = time.monotonic() + LONG_SECONDS
-        test()
-        while time.monotonic() < deadline:
-            test()
-
-    run.__name__ = test.__name__
-    run.__doc__ = test.__doc__
-    return run
 
 
 @long_run

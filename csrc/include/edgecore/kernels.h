@@ -91,6 +91,10 @@ void ec_linear_f32(const float *x, const float *w, const float *bias, float *y,
 int64_t ec_ema_update_f32(float *scores, size_t n_experts, const int32_t *ids,
                           size_t n_ids, float decay, float boost,
                           float max_score, uint64_t *counts, uint64_t *scratch);
+/* The same with int64 ids. */
+int64_t ec_ema_update_f32_i64(float *scores, size_t n_experts, const int64_t *ids,
+                              size_t n_ids, float decay, float boost,
+                              float max_score, uint64_t *counts, uint64_t *scratch);
 
 /*
  * Per row t of logits [T, E]: choose the k experts with the highest
