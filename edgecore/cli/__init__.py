@@ -17,6 +17,7 @@ from edgecore import __version__
 COMMANDS: dict[str, str] = {
     "run": "run",
     "chat": "chat",
+    "serve": "serve",
     "pull": "pull",
     "models": "models",
     "inspect": "inspect",

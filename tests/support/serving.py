@@ -1,0 +1,47 @@
+"""Running a server in this process (a thread) on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import httpx
+
+from edgecore.serve.server import EdgecoreServer, bind
+
+
+@contextlib.contextmanager
+def serving(load, model_id: str = "demo", wait_ready: bool = True, **options):
+    sock = bind("127.0.0.1", 0)
+    server = EdgecoreServer(load, model_id, sock, **options)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        if wait_ready:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.loop.status == "failed":
+                    raise RuntimeError(f"the model failed to load: {server.loop.error}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the server did not become ready in 120 s")
+                time.sleep(0.05)
+        yield server, url
+    finally:
+        server.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "the server thread did not stop"
+
+
+def metric(url: str, name: str) -> float:
+    """One sample of /metrics by its full name (with labels, if any)."""
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise KeyError(name)
