@@ -33,6 +33,7 @@ class EngineExecutor:
         self.jobs: dict[str, Job] = {}
         self.step_seconds = 0.0  # time spent inside engine.step (the rest of a tick is overhead)
         self.sampled = 0  # tokens sampled by the last execute
+        self.sequences = 0  # step items run, over all steps (/ steps = the mean batch)
 
     def add(self, job: Job) -> None:
         self.jobs[job.id] = job
@@ -67,6 +68,7 @@ class EngineExecutor:
             samplers.append(job if start + length == seq.prefill_target else None)
         if not items:
             return []
+        self.sequences += len(items)
         t0 = time.perf_counter()
         logits = self.engine.step(items)
         self.step_seconds += time.perf_counter() - t0

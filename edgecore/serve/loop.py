@@ -104,6 +104,8 @@ class EngineLoop:
                                            self._preemptions + (sched.preemptions if sched else 0)),
             "edgecore_engine_step_seconds_total": ("time inside engine.step",
                                                    self.executor.step_seconds if self.executor else 0.0),
+            "edgecore_step_sequences_total": ("sequences run by engine steps (divided by steps: the mean batch)",
+                                              self.executor.sequences if self.executor else 0),
         }
 
     # ---- the engine thread --------------------------------------------------
