@@ -52,3 +52,18 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise KeyError(name)
+
+
+class Wrapped:
+    """An engine whose step first calls ``before_step()`` (to slow it down or
+    make it fail); everything else is the engine's."""
+
+    def __init__(self, engine, before_step):
+        self.__dict__.update(_engine=engine, _before=before_step)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def step(self, items):
+        self._before()
+        return self._engine.step(items)
