@@ -134,8 +134,9 @@ class EngineLoop:
 
     def _new_scheduler(self) -> None:
         kv = self.engine.kv
+        # a tick's rows (every decode row + the prefill chunks) must fit one engine step
         cfg = SchedulerConfig(kv_pages=kv.allocator.total, page_tokens=kv.page_tokens, max_active=self.max_batch,
-                              prefill_budget=self.engine.step_tokens, decode_width=self.max_batch,
+                              prefill_budget=self.engine.step_tokens - self.max_batch, decode_width=self.max_batch,
                               admission=ON_DEMAND, aging_ticks=self.aging_ticks)
         self.executor = EngineExecutor(self.engine, self.metrics)
         self.scheduler = Scheduler(cfg, self.executor, kv.allocator)
