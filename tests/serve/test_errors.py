@@ -154,7 +154,7 @@ def test_queue_full_is_429_with_retry_after():
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as first:
             lines = first.iter_lines()  # kept: a dropped iterator closes the stream
             next(lines)  # admitted and streaming
-            with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as second:
+            with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60):
                 deadline = time.monotonic() + 10
                 while srv.loop.waiting < 1:  # the second waits for the only slot
                     assert time.monotonic() < deadline
