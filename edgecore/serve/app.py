@@ -212,7 +212,7 @@ class Api:
         sampling = engine.model.generation_config.sampling(req.temperature, req.top_k, req.top_p, req.min_p,
                                                            req.repetition_penalty)
         return Job(rid, ids, req.max_tokens or room, sampling, req.seed, req.stop, engine.model.eos_token_ids, tok,
-                   sink, created)
+                   sink, created, req.priority)
 
     # ---- responses ----------------------------------------------------------
 

@@ -28,12 +28,12 @@ from edgecore.models.detokenize import StopText
 
 
 class Job:
-    __slots__ = ("id", "prompt", "max_new", "sampling", "rng", "eos", "decoder", "text", "tokens",
-                 "finish", "sink", "created", "first_token_at", "last_token_at", "admitted", "kv", "_penalty")
+    __slots__ = ("id", "prompt", "max_new", "sampling", "rng", "eos", "decoder", "text", "tokens", "finish",
+                 "priority", "sink", "created", "first_token_at", "last_token_at", "admitted", "kv", "_penalty")
 
     def __init__(self, rid: str, prompt: Sequence[int], max_new: int, sampling: dict, seed: int | None,
                  stop: Sequence[str], eos: Sequence[int], tokenizer, sink: Callable[[tuple], object],
-                 created: float | None = None):
+                 created: float | None = None, priority: int = 0):
         self.id = rid
         self.prompt = [int(t) for t in prompt]
         self.max_new = max_new
@@ -44,6 +44,7 @@ class Job:
         self.text = StopText(list(stop))
         self.tokens: list[int] = []
         self.finish: str | None = None
+        self.priority = priority
         self.sink = sink
         self.created = time.perf_counter() if created is None else created
         self.first_token_at: float | None = None

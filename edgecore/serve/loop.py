@@ -166,7 +166,7 @@ class EngineLoop:
         self.executor.add(job)
         with self.metrics.lock:
             self.metrics.prompt_tokens += len(job.prompt)
-        sched.submit(Request(job.id, len(job.prompt), job.max_new, arrival_tick=sched.now))
+        sched.submit(Request(job.id, len(job.prompt), job.max_new, priority=job.priority, arrival_tick=sched.now))
 
     def _tick(self) -> None:
         t0 = time.perf_counter()

@@ -59,6 +59,7 @@ class GenerationRequest:
     repetition_penalty: float | None
     seed: int | None
     stop: list[str]
+    priority: int  # the scheduler's: lower is admitted first (vLLM's extension field)
     prompt: str | list[int] | None = None  # completions
     messages: list[dict[str, str]] | None = None  # chat
 
@@ -157,7 +158,7 @@ def _common(body: Any, max_tokens_names: tuple[str, ...]) -> GenerationRequest:
         temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0, lo_open=True),
         top_k=top_k, min_p=_number(body, "min_p", 0.0, 1.0),
         repetition_penalty=_number(body, "repetition_penalty", 0.0, math.inf, lo_open=True),
-        seed=_integer(body, "seed"), stop=_stop(body))
+        seed=_integer(body, "seed"), stop=_stop(body), priority=_integer(body, "priority") or 0)
 
 
 def parse_completion(body: Any) -> GenerationRequest:

@@ -46,6 +46,7 @@ def error_of(response, status):
     ({"model": "demo", "prompt": "x", "max_tokens": 10_000}, "max_tokens", "tokens left"),
     ({"model": "demo", "prompt": "x" * 200}, "prompt", "no room"),
     ({"model": "demo", "prompt": "x", "seed": "s"}, "seed", "integer"),
+    ({"model": "demo", "prompt": "x", "priority": 1.5}, "priority", "integer"),
     ({"model": "demo", "prompt": "x", "stop": ["a", ""]}, "stop", "non-empty"),
     ({"model": "demo", "prompt": "x", "stop": list("abcde")}, "stop", "at most 4"),
     ({"model": "demo", "prompt": "x", "n": 2}, "n", "n=1"),
