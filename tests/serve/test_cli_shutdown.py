@@ -44,18 +44,33 @@ def start(*flags: str) -> tuple[subprocess.Popen, str, list[str]]:
     return proc, url, lines
 
 
-def stream(url: str, max_tokens: int, out: list) -> None:
+def stream(url: str, max_tokens: int, out: list, started: threading.Semaphore) -> None:
     client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
     pieces, finish = [], None
     try:
         for chunk in client.completions.create(model="demo", prompt="The", max_tokens=max_tokens, temperature=0,
                                                stream=True):
+            if not pieces:
+                started.release()
             for c in chunk.choices:
                 pieces.append(c.text)
                 finish = c.finish_reason or finish
         out.append(("ok", "".join(pieces), finish))
     except (openai.APIError, httpx.HTTPError) as exc:
         out.append(("cut", "".join(pieces), type(exc).__name__))
+        if not pieces:
+            started.release()
+
+
+def in_flight(url: str, max_tokens: int, clients: int, out: list) -> list[threading.Thread]:
+    """Start streaming clients; return once each has its first chunk (or failed)."""
+    started = threading.Semaphore(0)
+    threads = [threading.Thread(target=stream, args=(url, max_tokens, out, started)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert started.acquire(timeout=60)
+    return threads
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -63,10 +78,7 @@ def test_in_flight_requests_finish_then_exit_0(sig):
     proc, url, lines = start("--model", "demo", "--shutdown-timeout", "30")
     try:
         out: list = []
-        threads = [threading.Thread(target=stream, args=(url, 200, out)) for _ in range(3)]
-        for t in threads:
-            t.start()
-        time.sleep(0.5)
+        threads = in_flight(url, 200, 3, out)
         proc.send_signal(sig)
         for t in threads:
             t.join(60)
@@ -84,10 +96,12 @@ def test_deadline_cancels_what_is_left_and_exits_0():
     proc, url, lines = start("--model", "demo", "--shutdown-timeout", "0.5", "--max-batch", "1")
     try:
         out: list = []
-        threads = [threading.Thread(target=stream, args=(url, 250, out)) for _ in range(3)]
-        for t in threads:
+        threads = in_flight(url, 250, 1, out)
+        threads += [threading.Thread(target=stream, args=(url, 250, out, threading.Semaphore(0)))
+                    for _ in range(2)]
+        for t in threads[1:]:
             t.start()
-        time.sleep(0.5)
+        time.sleep(1)  # queued behind the first
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, "".join(lines)

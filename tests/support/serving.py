@@ -8,14 +8,14 @@ import time
 
 import httpx
 
+from edgecore.engine import Engine
 from edgecore.serve.server import EdgecoreServer, bind
-from support.paged_double import RecomputeEngine
 
 
 def paged_loader(model, pages: int, page_tokens: int = 4, **options):
     """A loader for the server's engine thread: `model` with a paged KV
     cache of `pages` pages of `page_tokens` tokens."""
-    return lambda: RecomputeEngine(model, pages=pages, page_tokens=page_tokens, **options)
+    return lambda: Engine(model, kv_pages=pages, page_tokens=page_tokens, **options)
 
 
 @contextlib.contextmanager
