@@ -136,11 +136,15 @@ async def closed_loop(url: str, model: str, concurrency: int, per_client: int, m
             for _ in range(per_client):
                 await one_request(client, url, model, max_tokens, record)
 
-        await one_request(client, url, model, 4, {"ttft": [], "itl": [], "tokens": 0})  # warm-up
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         record["wall"] = time.perf_counter() - t0
     return record
+
+
+async def warm_up(url: str, model: str) -> None:
+    async with httpx.AsyncClient(timeout=None) as client:
+        await one_request(client, url, model, 4, {"ttft": [], "itl": [], "tokens": 0})
 
 
 def summarize(name: str, model: str, c: int, rec: dict, before: dict | None, after: dict | None) -> dict:
@@ -180,6 +184,7 @@ def main() -> None:
     proc, url = start_edgecore(args.model, max(levels), args.threads, args.kv_pages)
     try:
         wait_ready(url, proc)
+        asyncio.run(warm_up(url, args.model))
         for c in levels:
             before = metrics(url)
             rec = asyncio.run(closed_loop(url, args.model, c, args.per_client, args.max_tokens))
@@ -204,6 +209,7 @@ def main() -> None:
         try:
             wait_ready(url, proc)
             name = Path(args.gguf).name
+            asyncio.run(warm_up(url, name))
             for c in levels:
                 rec = asyncio.run(closed_loop(url, name, c, args.per_client, args.max_tokens))
                 rows.append(summarize("llama-server", name, c, rec, None, None))
