@@ -77,6 +77,15 @@ def test_completions_equal_engine_generate(demo, case, stream):
     assert usage.total_tokens == usage.prompt_tokens + n
 
 
+@pytest.mark.parametrize("case", CASES[:2], ids=["greedy", "seeded"])
+def test_moe_demo_completions_equal_engine_generate(case):
+    with Engine("demo-moe") as ref, serving(paged_loader("demo-moe", pages=64), "demo-moe", max_batch=4) as (_, url):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        text, finish, n = expected(ref, "The list of", case)
+        got = client.completions.create(model="demo-moe", prompt="The list of", **api(case))
+    assert (got.choices[0].text, got.choices[0].finish_reason, got.usage.completion_tokens) == (text, finish, n)
+
+
 def test_completion_prompt_as_token_ids(demo):
     ref, client = demo
     ids = list(b"Once upon")
