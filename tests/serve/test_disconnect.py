@@ -4,10 +4,16 @@ streaming, waiting for a whole answer, or still queued."""
 
 from __future__ import annotations
 
-import time
+import pytest
 
-import httpx
-from support.serving import Wrapped, metric, paged_loader, serving
+# the server is an optional extra, and its tests drive it with the openai client
+for _module in ("httpx", "openai", "starlette", "uvicorn"):
+    pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
+
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+from support.serving import Wrapped, metric, paged_loader, serving  # noqa: E402
 
 
 def wait_for(predicate, seconds: float = 10.0) -> None:

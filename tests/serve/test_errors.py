@@ -3,13 +3,18 @@ is wrong, and a server that keeps serving after each of them."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import httpx
-import openai
 import pytest
-from support.serving import Wrapped, metric, paged_loader, serving
+
+# the server is an optional extra, and its tests drive it with the openai client
+for _module in ("httpx", "openai", "starlette", "uvicorn"):
+    pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import openai  # noqa: E402
+from support.serving import Wrapped, metric, paged_loader, serving  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,16 @@ clients were told (usage), and its histograms well formed."""
 
 from __future__ import annotations
 
-import re
+import pytest
 
-import httpx
-from support.serving import paged_loader, serving
+# the server is an optional extra, and its tests drive it with the openai client
+for _module in ("httpx", "openai", "starlette", "uvicorn"):
+    pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
+
+import re  # noqa: E402
+
+import httpx  # noqa: E402
+from support.serving import paged_loader, serving  # noqa: E402
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{[a-z_]+="[^"]*"\})? (-?[0-9.e+-]+|\+Inf)$')
 

@@ -4,11 +4,16 @@ streamed and not, each equal to `Engine.generate` for the same request
 
 from __future__ import annotations
 
-import openai
 import pytest
-from support.serving import paged_loader, serving
 
-from edgecore.engine import Engine
+# the server is an optional extra, and its tests drive it with the openai client
+for _module in ("httpx", "openai", "starlette", "uvicorn"):
+    pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
+
+import openai  # noqa: E402
+from support.serving import paged_loader, serving  # noqa: E402
+
+from edgecore.engine import Engine  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,17 @@ urgent request that arrives later is admitted first."""
 
 from __future__ import annotations
 
-import threading
-import time
+import pytest
 
-import httpx
-from support.serving import Wrapped, paged_loader, serving
+# the server is an optional extra, and its tests drive it with the openai client
+for _module in ("httpx", "openai", "starlette", "uvicorn"):
+    pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+from support.serving import Wrapped, paged_loader, serving  # noqa: E402
 
 
 def test_more_urgent_request_is_admitted_first():
