@@ -76,10 +76,6 @@ def engine_loader(args):
         if engine.tokenizer is None:
             engine.close()
             raise ModelError(f"{engine.model.name} has no tokenizer; the server needs one to read and write text")
-        if engine.step_tokens <= args.max_batch:
-            engine.close()
-            raise ValueError(f"step_tokens ({engine.step_tokens}) must exceed --max-batch ({args.max_batch}): "
-                             f"a step holds every decode row plus some prefill")
         return engine
     return load
 

@@ -111,15 +111,17 @@ class EngineLoop:
     # ---- the engine thread --------------------------------------------------
 
     def _run(self) -> None:
+        engine = None
         try:
-            engine = self._load()
+            engine = self.engine = self._load()
+            self._new_scheduler()
         except BaseException as exc:  # reported by /health and the CLI, not raised into nowhere
             self.error = str(exc) or type(exc).__name__
             self.status = FAILED
             self.loaded.set()
+            if engine is not None:
+                engine.close()
             return
-        self.engine = engine
-        self._new_scheduler()
         self.status = READY
         self.loaded.set()
         try:
@@ -134,6 +136,9 @@ class EngineLoop:
 
     def _new_scheduler(self) -> None:
         kv = self.engine.kv
+        if self.engine.step_tokens <= self.max_batch:
+            raise ValueError(f"step_tokens ({self.engine.step_tokens}) must exceed the max batch ({self.max_batch}): "
+                             f"one engine step holds every decode row plus some prefill")
         # a tick's rows (every decode row + the prefill chunks) must fit one engine step
         cfg = SchedulerConfig(kv_pages=kv.allocator.total, page_tokens=kv.page_tokens, max_active=self.max_batch,
                               prefill_budget=self.engine.step_tokens - self.max_batch, decode_width=self.max_batch,

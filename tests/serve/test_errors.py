@@ -194,3 +194,10 @@ def test_a_failing_step_is_a_500_and_the_server_keeps_serving(capsys):
         ok = post(url, "/v1/completions", body)
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4
     assert "engine step failed" in capsys.readouterr().err
+
+
+def test_a_batch_wider_than_a_step_fails_the_load_with_a_reason():
+    # a step must hold every decode row plus some prefill: max_batch >= step_tokens cannot work
+    with serving(paged_loader("demo", pages=16, step_tokens=4), max_batch=4, wait_ready=False) as (srv, url):
+        assert srv.loop.loaded.wait(60)
+        assert srv.loop.status == "failed" and "step_tokens (4) must exceed the max batch (4)" in srv.loop.error
