@@ -133,10 +133,20 @@ class Api:
         text = loop.metrics.render(loop.gauges(), loop.counters())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
+    def _model_card(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "edgecore"}
+
     async def models(self, request: Request) -> Response:
         self._authorize(request)
-        return JSONResponse({"object": "list", "data": [
-            {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "edgecore"}]})
+        return JSONResponse({"object": "list", "data": [self._model_card()]})
+
+    async def model(self, request: Request) -> Response:
+        self._authorize(request)
+        name = request.path_params["name"]
+        if name != self.model_id:
+            raise ApiError(404, f"model {name!r} is not served here; this server serves {self.model_id!r}",
+                           param="model", code="model_not_found")
+        return JSONResponse(self._model_card())
 
     async def completions(self, request: Request) -> Response:
         return await self._generate(request, chat=False)
@@ -329,6 +339,7 @@ def create_app(loop: EngineLoop, model_id: str, *, api_key: str | None = None, m
         Route("/health", api.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/models/{name:path}", api.model, methods=["GET"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
     ]

@@ -102,6 +102,9 @@ def test_completion_prompt_as_token_ids(demo):
 def test_models_lists_the_served_model(demo):
     _, client = demo
     assert [m.id for m in client.models.list()] == ["demo"]
+    assert client.models.retrieve("demo").id == "demo"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
 
 
 @pytest.mark.parametrize("case", CASES[:3], ids=["greedy", "seeded", "top-k-p"])
