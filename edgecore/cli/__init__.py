@@ -36,6 +36,7 @@ EXIT_REFUSED = 1
 COMMANDS: dict[str, str] = {
     "run": "run",
     "chat": "chat",
+    "serve": "serve",
     "pull": "pull",
     "models": "models",
     "inspect": "inspect",

@@ -15,7 +15,7 @@ from edgecore.cli import CliError
 from edgecore.cli.options import NO_BUDGET, add_run_options, resolve_options
 from edgecore.cli.table import render
 
-OPTIONS = ("model", "context", "step_tokens")
+OPTIONS = ("model", "context", "step_tokens", "kv_dtype", "kv_pages")
 
 
 def register(sub) -> None:
@@ -30,6 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from edgecore.cli.prompting import open_model
     from edgecore.engine.engine import DEFAULT_STEP_TOKENS
+    from edgecore.engine.kv import DEFAULT_PAGE_TOKENS, KV_DTYPES, kv_cache_bytes
     from edgecore.memory import format_size, parse_size
     from edgecore.planner import MIN_STEP_TOKENS, BudgetTooSmall, CostModel, device_rates, make_plan, minimum_budget
 
@@ -45,15 +46,20 @@ def run(args) -> int:
         spec, graph = model.spec, model.graph
         context = opts["context"]
         step = min(opts.get("step_tokens", DEFAULT_STEP_TOKENS), context)
+        kv_dtype = opts.get("kv_dtype", "f16")
+        kv_pages = opts.get("kv_pages") or -(-context // DEFAULT_PAGE_TOKENS)
+        blocks = sum(1 for layer in graph.layers if layer.kind == "block")
+        kv_bytes = kv_cache_bytes(blocks, spec.num_kv_heads, spec.head_dim, kv_pages, DEFAULT_PAGE_TOKENS, kv_dtype)
+        kv_item = KV_DTYPES[kv_dtype](0).itemsize
         layers = [{"layer": c.name, "resident": c.resident_bytes(step), "file": c.file_bytes,
-                   "kv_per_token": c.kv_bytes_per_token, "macs_per_token": c.macs_per_token,
+                   "kv_per_token": c.kv_bytes_per_token // 4 * kv_item, "macs_per_token": c.macs_per_token,
                    "activations": graph.activation_bytes(c, step, context)} for c in graph.layers]
         minimum = {s: minimum_budget(graph, context_tokens=context, step_tokens=MIN_STEP_TOKENS, strategy=s,
-                                     all_logits=False) for s in ("sequential", "speculative")}
+                                     all_logits=False, kv_bytes=kv_bytes) for s in ("sequential", "speculative")}
         at_step = {s: minimum_budget(graph, context_tokens=context, step_tokens=step, strategy=s,
-                                     all_logits=False)[0] for s in ("sequential", "speculative")}
+                                     all_logits=False, kv_bytes=kv_bytes)[0] for s in ("sequential", "speculative")}
         probe = make_plan(graph, None, context_tokens=context, step_tokens=step, strategy="greedy",
-                          all_logits=False)
+                          all_logits=False, kv_bytes=kv_bytes)
         ideal = probe.peak_bytes
         if budgets is None:
             low = minimum["sequential"][0]
@@ -68,7 +74,7 @@ def run(args) -> int:
                 row = {"budget": format_size(budget) if budget is not None else NO_BUDGET, "strategy": strategy}
                 try:
                     plan = make_plan(graph, budget, context_tokens=context, step_tokens=step, strategy=strategy,
-                                     all_logits=False, cost_model=cost)
+                                     all_logits=False, cost_model=cost, kv_bytes=kv_bytes)
                 except BudgetTooSmall as exc:
                     row.update(groups=None, note=f"too small (min {format_size(exc.minimum_bytes, round_up=True)})")
                 else:
@@ -82,7 +88,8 @@ def run(args) -> int:
             "hidden": spec.hidden_size, "heads": f"{spec.num_heads}/{spec.num_kv_heads} kv",
             "vocab": spec.vocab_size, "experts": f"{spec.experts_per_token} of {spec.num_experts}" if spec.is_moe
             else None, "file_bytes": graph.file_bytes, "resident_weight_bytes": graph.total_weight_bytes(step),
-            "kv_bytes_per_token": graph.kv_bytes_per_token, "context": context, "step_tokens": step,
+            "kv_bytes_per_token": graph.kv_bytes_per_token // 4 * kv_item, "kv_dtype": kv_dtype,
+            "kv_pages": kv_pages, "kv_cache_bytes": kv_bytes, "context": context, "step_tokens": step,
             "minimum_budget": {s: {"bytes": b, "set_by": layer, "step_tokens": MIN_STEP_TOKENS,
                                    "bytes_at_step_tokens": at_step[s]} for s, (b, layer) in minimum.items()},
             "ideal_budget": ideal, "tokenizer": type(model.tokenizer).__name__ if model.tokenizer else None,

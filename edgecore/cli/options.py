@@ -45,6 +45,8 @@ RUN_OPTIONS = {
                      "the model's)"),
     "step_tokens": (int, "most tokens per forward step; longer prompts prefill in chunks (smaller chunks are "
                          "used when the budget needs them)"),
+    "kv_dtype": (str, "KV cache element type: f16 (default, half the memory) or f32"),
+    "kv_pages": (int, "KV cache pages of 16 tokens (default: one sequence of the whole context)"),
     "expert_capacity": (int, "MoE: experts per layer kept in memory (default: the planner's choice under the budget)"),
     "expert_policy": (str, "MoE: which expert a full expert cache evicts: lru (default), lfu, affinity"),
     "cache_bonus": (float, "MoE: logit bonus for experts already in memory (default 0: route exactly as the model)"),
@@ -126,7 +128,12 @@ def check_options(opts: RunOptions) -> None:
         raise bad("expert_policy", "one of " + ", ".join(POLICIES))
     if "threads" in opts and not 1 <= opts["threads"] <= MAX_THREADS:
         raise bad("threads", f"a thread count in [1, {MAX_THREADS}]")
-    for name in ("context", "step_tokens", "expert_capacity"):
+    if "kv_dtype" in opts:
+        from edgecore.engine.kv import KV_DTYPES
+
+        if opts["kv_dtype"] not in KV_DTYPES:
+            raise bad("kv_dtype", "one of " + ", ".join(KV_DTYPES))
+    for name in ("context", "step_tokens", "expert_capacity", "kv_pages"):
         if name in opts and opts[name] < 1:
             raise bad(name, "a positive whole number")
     if "max_new_tokens" in opts and opts["max_new_tokens"] < -1:

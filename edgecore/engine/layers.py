@@ -1,7 +1,11 @@
-"""Transformer math for one step of T new tokens at positions [pos, pos+T).
+"""Transformer math for one engine step: the rows of every item of a batch
+(engine/batch.py StepBatch) as one [M, d] activation.
 
-Linear layers run on the fused C kernel (`ops.fused_linear`); norms, RoPE
-and attention use NumPy in float32 (the same precision PyTorch uses on CPU).
+Linear layers run on the fused C kernel (`ops.fused_linear`); norms (fused
+with the residual add), RoPE, the paged KV store and attention run on the
+per-token C kernels, every row at its own position, attention per sequence
+over its own pages (engine/kv.py). No code path depends on the batch: each
+row's result is what it would be alone (given batch-invariant kernels).
 Weights arrive as a dict role -> float32 array (see `runtime.py`).
 """
 
@@ -10,124 +14,62 @@ from __future__ import annotations
 import numpy as np
 
 from edgecore import ops
+from edgecore.engine.batch import StepBatch
+from edgecore.engine.kv import PagedKV
 from edgecore.models.spec import ModelSpec
-
-
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
-    centred = x - mean
-    var = np.mean(np.square(centred), axis=-1, keepdims=True, dtype=np.float32)
-    centred *= 1.0 / np.sqrt(var + np.float32(eps))
-    centred *= weight
-    centred += bias
-    return centred
-
-
-def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    ms = np.mean(np.square(x), axis=-1, keepdims=True, dtype=np.float32)
-    out = x * (1.0 / np.sqrt(ms + np.float32(eps)))
-    out *= weight
-    return out
 
 
 class Rope:
     """Rotary position tables for positions [0, context) (rotate-half form,
-    as in Hugging Face Llama/Mistral/Mixtral)."""
+    as in Hugging Face Llama/Mistral/Mixtral), from float64 angles."""
 
     def __init__(self, inv_freq: np.ndarray, context: int):
         angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
 
-    def apply(self, x: np.ndarray, pos: int) -> np.ndarray:
-        """x: [T, heads, head_dim] -> rotated copy."""
-        t, half = x.shape[0], x.shape[-1] // 2
-        cos = self.cos[pos:pos + t, None, :]
-        sin = self.sin[pos:pos + t, None, :]
-        x1, x2 = x[..., :half], x[..., half:]
-        out = np.empty_like(x)
-        out[..., :half] = x1 * cos - x2 * sin
-        out[..., half:] = x2 * cos + x1 * sin
-        return out
+    def apply(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """x: [M, heads, head_dim], rotated in place (row i at positions[i])."""
+        return ops.rope(x, positions, self.cos, self.sin)
 
 
-class KVCache:
-    """Per-layer K and V, [kv_heads, context, head_dim] float32, in buffers
-    the engine allocates from its memory pool."""
-
-    def __init__(self, keys: list[np.ndarray], values: list[np.ndarray]):
-        self.keys, self.values = keys, values
-        self.context = keys[0].shape[1] if keys else 0
-
-    def store(self, layer: int, pos: int, k: np.ndarray, v: np.ndarray) -> None:
-        """k, v: [T, kv_heads, head_dim] for positions [pos, pos+T)."""
-        t = k.shape[0]
-        self.keys[layer][:, pos:pos + t] = k.transpose(1, 0, 2)
-        self.values[layer][:, pos:pos + t] = v.transpose(1, 0, 2)
+def attention(spec: ModelSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, kv: PagedKV, layer: int,
+              batch: StepBatch) -> np.ndarray:
+    """Store the rows' k, v [M, kv_heads, head_dim] in their sequences'
+    pages, then causal GQA attention of q [M, heads, head_dim] over each
+    row's own sequence. Returns [M, heads * head_dim]."""
+    keys, values = kv.keys[layer], kv.values[layer]
+    ops.kv_store(k, v, keys, values, batch.table, batch.starts, batch.pos0)
+    return ops.attention(q, keys, values, batch.table, batch.starts, batch.pos0, scale=spec.head_dim ** -0.5,
+                         window=spec.sliding_window or 0)
 
 
-def attention(q: np.ndarray, cache: KVCache, layer: int, pos: int, scale: float) -> np.ndarray:
-    """Causal attention of q [T, heads, head_dim] (positions pos..pos+T-1)
-    over cached keys/values 0..pos+T-1, grouped-query aware. Returns
-    [T, heads * head_dim]."""
-    t, heads, hd = q.shape
-    keys = cache.keys[layer]
-    kv_heads, end = keys.shape[0], pos + t
-    group = heads // kv_heads
-    k = keys[:, :end]  # [kvH, S, hd]
-    v = cache.values[layer][:, :end]
-    qg = np.ascontiguousarray(q.reshape(t, kv_heads, group, hd).transpose(1, 2, 0, 3)).reshape(
-        kv_heads, group * t, hd)
-    # The two products run on the edgecore kernels, one KV head at a time,
-    # not np.matmul: NumPy's BLAS keeps its own threads spinning for ~0.1 s
-    # after a call, and on a small CPU those steal the cores the next
-    # fused_linear is split over (2-thread prefill measured 460 ms with
-    # np.matmul, 260 ms without).
-    scores = np.empty((kv_heads, group * t, end), np.float32)
-    for h in range(kv_heads):
-        ops.fused_linear(qg[h], k[h], out=scores[h])  # k[h]: [S, hd], the [N, K] layout
-    scores *= np.float32(scale)
-    if t > 1:  # query i sees keys <= pos + i
-        scores = scores.reshape(kv_heads, group, t, end)
-        scores[..., np.triu(np.ones((t, end), bool), k=pos + 1)] = -np.inf
-        scores = scores.reshape(kv_heads, group * t, end)
-    scores -= scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True, dtype=np.float32)
-    out = np.empty((kv_heads, group * t, hd), np.float32)
-    for h in range(kv_heads):
-        ops.fused_linear(scores[h], v[h], transposed=True, out=out[h])  # v[h]: [S, hd], the [K, N] layout
-    return out.reshape(kv_heads, group, t, hd).transpose(2, 0, 1, 3).reshape(t, heads * hd)
-
-
-def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, cache: KVCache, layer: int, pos: int) -> np.ndarray:
-    t, d, hd = x.shape[0], spec.hidden_size, spec.head_dim
-    h = layer_norm(x, w["ln_1.weight"], w["ln_1.bias"], spec.norm_eps)
+def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, kv: PagedKV, layer: int, batch: StepBatch) -> np.ndarray:
+    m, hd, n = x.shape[0], spec.head_dim, spec.num_heads
+    h = ops.layer_norm(x, w["ln_1.weight"], w["ln_1.bias"], spec.norm_eps)
     qkv = ops.fused_linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"], transposed=True)
-    q = qkv[:, :d].reshape(t, spec.num_heads, hd)
-    k = qkv[:, d:2 * d].reshape(t, spec.num_heads, hd)
-    cache.store(layer, pos, k, qkv[:, 2 * d:].reshape(t, spec.num_heads, hd))
-    a = attention(q, cache, layer, pos, hd ** -0.5)
-    x = x + ops.fused_linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"], transposed=True)
-    h = layer_norm(x, w["ln_2.weight"], w["ln_2.bias"], spec.norm_eps)
-    m = ops.fused_linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation, transposed=True)
-    x += ops.fused_linear(m, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"], transposed=True)
+    heads = qkv.reshape(m, 3 * n, hd)  # q, k, v heads side by side in each row (strided views)
+    a = attention(spec, heads[:, :n], heads[:, n:2 * n], heads[:, 2 * n:], kv, layer, batch)
+    proj = ops.fused_linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"], transposed=True)
+    h = ops.layer_norm(x, w["ln_2.weight"], w["ln_2.bias"], spec.norm_eps, residual=proj)  # x += proj first
+    f = ops.fused_linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation, transposed=True)
+    x += ops.fused_linear(f, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"], transposed=True)
     return x
 
 
-def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int,
-                    pos: int) -> np.ndarray:
-    """Pre-norm GQA self-attention with RoPE; returns x + attention(x)."""
-    t, hd = x.shape[0], spec.head_dim
-    h = rms_norm(x, w["input_layernorm.weight"], spec.norm_eps)
+def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int,
+                    batch: StepBatch) -> np.ndarray:
+    """Pre-norm GQA self-attention with RoPE; returns attention(x) (the
+    residual add is the caller's, fused into its next norm)."""
+    m, hd = x.shape[0], spec.head_dim
+    h = ops.rms_norm(x, w["input_layernorm.weight"], spec.norm_eps)
     q = ops.fused_linear(h, w["self_attn.q_proj.weight"], w.get("self_attn.q_proj.bias"))
     k = ops.fused_linear(h, w["self_attn.k_proj.weight"], w.get("self_attn.k_proj.bias"))
     v = ops.fused_linear(h, w["self_attn.v_proj.weight"], w.get("self_attn.v_proj.bias"))
-    q = rope.apply(q.reshape(t, spec.num_heads, hd), pos)
-    k = rope.apply(k.reshape(t, spec.num_kv_heads, hd), pos)
-    cache.store(layer, pos, k, v.reshape(t, spec.num_kv_heads, hd))
-    a = attention(q, cache, layer, pos, hd ** -0.5)
-    return x + ops.fused_linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"))
+    q = rope.apply(q.reshape(m, spec.num_heads, hd), batch.positions)
+    k = rope.apply(k.reshape(m, spec.num_kv_heads, hd), batch.positions)
+    a = attention(spec, q, k, v.reshape(m, spec.num_kv_heads, hd), kv, layer, batch)
+    return ops.fused_linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"))
 
 
 def swiglu(h: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray, biases=(None, None, None)
@@ -137,26 +79,19 @@ def swiglu(h: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray, bi
     return ops.fused_linear(g, down, biases[2])
 
 
-def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int,
-                pos: int) -> np.ndarray:
-    x = llama_attention(spec, w, rope, x, cache, layer, pos)
-    h = rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps)
+def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int,
+                batch: StepBatch) -> np.ndarray:
+    a = llama_attention(spec, w, rope, x, kv, layer, batch)
+    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a)  # x += a first
     x += swiglu(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
                 (w.get("mlp.gate_proj.bias"), w.get("mlp.up_proj.bias"), w.get("mlp.down_proj.bias")))
-    return x
-
-
-def embed(spec: ModelSpec, wte: np.ndarray, wpe: np.ndarray | None, ids: np.ndarray, pos: int) -> np.ndarray:
-    x = np.ascontiguousarray(wte[ids], dtype=np.float32)
-    if wpe is not None:
-        x += wpe[pos:pos + len(ids)]
     return x
 
 
 def head(spec: ModelSpec, w: dict, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Final norm + output projection for the rows of x."""
     if spec.family == "gpt2":
-        h = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], spec.norm_eps)
+        h = ops.layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], spec.norm_eps)
     else:
-        h = rms_norm(x, w["norm.weight"], spec.norm_eps)
+        h = ops.rms_norm(x, w["norm.weight"], spec.norm_eps)
     return ops.fused_linear(h, w["lm_head"], out=out)

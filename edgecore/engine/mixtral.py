@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgecore import ops
-from edgecore.engine.layers import KVCache, Rope, llama_attention, rms_norm, swiglu
+from edgecore.engine.batch import StepBatch
+from edgecore.engine.kv import PagedKV
+from edgecore.engine.layers import Rope, llama_attention, swiglu
 from edgecore.models.spec import ModelSpec
 
 
@@ -43,10 +45,10 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
     return out, logits
 
 
-def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int, pos: int,
+def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int, batch: StepBatch,
                   experts=None, route=None) -> np.ndarray:
-    x = llama_attention(spec, w, rope, x, cache, layer, pos)
-    h = rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps)
+    a = llama_attention(spec, w, rope, x, kv, layer, batch)
+    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a)  # x += a first
     out, _ = moe_mlp(spec, w, h, experts, route)
     x += out
     return x

@@ -85,6 +85,14 @@ def choose(logits: np.ndarray, temperature: float, top_k: int | None, top_p: flo
            previous: Sequence[int] | np.ndarray = ()) -> int:
     """One token id from a [vocab] row of logits (see the module doc).
     previous: the sequence so far, for the repetition penalty."""
+    if temperature == 0 and (repetition_penalty is None or repetition_penalty == 1.0 or not len(previous)):
+        # Greedy with nothing to process: argmax of the float32 row itself. NumPy's argmax stops at the
+        # first NaN, so a finite maximum means there is no NaN and no +inf, and then it is the index
+        # the float64 path below picks (the conversion is exact and keeps the order; first of ties).
+        # This spares a decode step four passes over the vocabulary per sequence.
+        i = int(np.argmax(logits))
+        if math.isfinite(logits[i]):
+            return i
     z = process_logits(logits, temperature, top_k, top_p, min_p, repetition_penalty, previous)
     if temperature == 0:
         return int(np.argmax(z))

@@ -120,20 +120,22 @@ class Plan:
 
 
 def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, step_tokens: int,
-              strategy: str = "auto", all_logits: bool = True, cost_model=None) -> Plan:
+              strategy: str = "auto", all_logits: bool = True, cost_model=None, kv_bytes: int | None = None) -> Plan:
     """Plan for steps of up to `step_tokens` new tokens with a KV cache of
-    `context_tokens`. Under a budget too small for that step the step
-    shrinks (fit_step, down to MIN_STEP_TOKENS); plan.step_tokens is the
-    step planned. Raises BudgetTooSmall or ValueError."""
+    `context_tokens`. kv_bytes: what the KV cache holds (the engine's paged
+    cache in its kv_dtype); None = float32 K/V for `context_tokens` tokens.
+    Under a budget too small for that step the step shrinks (fit_step, down
+    to MIN_STEP_TOKENS); plan.step_tokens is the step planned. Raises
+    BudgetTooSmall or ValueError."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     if context_tokens < 1 or step_tokens < 1 or step_tokens > context_tokens:
         raise ValueError(f"need 1 <= step_tokens ({step_tokens}) <= context_tokens ({context_tokens})")
     if budget is not None:
         step_tokens = fit_step(graph, budget, context_tokens=context_tokens, step_tokens=step_tokens,
-                               strategy=strategy, all_logits=all_logits)
+                               strategy=strategy, all_logits=all_logits, kv_bytes=kv_bytes)
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
-    kv = graph.kv_bytes_per_token * context_tokens
+    kv = graph.kv_bytes_per_token * context_tokens if kv_bytes is None else kv_bytes
     act = graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
     scratch = max(layer.convert_scratch_bytes for layer in graph.layers)
     names = [layer.name for layer in graph.layers]
@@ -175,7 +177,7 @@ def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, ste
 
 
 def fit_step(graph: LayerGraph, budget: int, *, context_tokens: int, step_tokens: int, strategy: str = "auto",
-             all_logits: bool = True) -> int:
+             all_logits: bool = True, kv_bytes: int | None = None) -> int:
     """The largest step of at most `step_tokens` tokens whose minimum budget
     (for `strategy`; auto: sequential, the least demanding) fits `budget`.
     Activations and the embedding rows gathered grow with the step, so the
@@ -186,7 +188,7 @@ def fit_step(graph: LayerGraph, budget: int, *, context_tokens: int, step_tokens
 
     def fits(step: int) -> bool:
         need, _ = minimum_budget(graph, context_tokens=context_tokens, step_tokens=step, strategy=kind,
-                                 all_logits=all_logits)
+                                 all_logits=all_logits, kv_bytes=kv_bytes)
         return need <= budget
 
     if fits(step_tokens):
@@ -201,12 +203,13 @@ def fit_step(graph: LayerGraph, budget: int, *, context_tokens: int, step_tokens
 
 
 def minimum_budget(graph: LayerGraph, *, context_tokens: int, step_tokens: int = MIN_STEP_TOKENS,
-                   strategy: str = "sequential", all_logits: bool = True) -> tuple[int, str]:
+                   strategy: str = "sequential", all_logits: bool = True,
+                   kv_bytes: int | None = None) -> tuple[int, str]:
     """Smallest budget any plan of `strategy` with steps of `step_tokens`
     needs (default: the smallest step, i.e. the smallest budget any plan
-    needs), and the layer that sets it."""
+    needs), and the layer that sets it (kv_bytes as for make_plan)."""
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
-    fixed = (graph.kv_bytes_per_token * context_tokens
+    fixed = ((graph.kv_bytes_per_token * context_tokens if kv_bytes is None else kv_bytes)
              + graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
              + max(layer.convert_scratch_bytes for layer in graph.layers))
     if strategy == "speculative" and len(sizes) > 1:

@@ -46,7 +46,7 @@ from .executor import Batch, Executor, PrefillChunk
 from .need_index import NeedIndex
 from .pages import PageAllocator
 from .request import ON_DEMAND, RESERVE, Request, SchedulerConfig
-from .state import ACTIVE, AGED, COMPLETED, REJECTED, REQUEUED, WAITING, RequestState
+from .state import ACTIVE, AGED, CANCELLED, COMPLETED, PENDING, REJECTED, REQUEUED, WAITING, RequestState
 from .trace import TickRecord
 from .victims import TopKeys
 
@@ -66,14 +66,22 @@ _prefill_entry = attrgetter("seq.id", "length")
 class Scheduler:
     """Decides, tick by tick, what the executor runs (see the module docstring)."""
 
-    def __init__(self, config: SchedulerConfig, executor: Executor):
+    def __init__(self, config: SchedulerConfig, executor: Executor, pages: PageAllocator | None = None):
+        """``pages``: the allocator of an executor's real KV pages (the engine's),
+        so that the scheduler's page accounting and the cache are one thing;
+        it must have ``config.kv_pages`` pages, none in use. Default: a new one."""
         if not isinstance(config, SchedulerConfig):
             raise TypeError(f"config must be a SchedulerConfig, got {type(config).__name__}")
+        if pages is None:
+            pages = PageAllocator(config.kv_pages)
+        elif pages.total != config.kv_pages or pages.used:
+            raise ValueError(f"the page allocator has {pages.total} pages ({pages.used} in use); the scheduler "
+                             f"needs one with config.kv_pages = {config.kv_pages}, none in use")
         self.config = config
         self.executor = executor
         self._on_demand = config.admission == ON_DEMAND
         self.now = 0  # the next tick to run
-        self.pages = PageAllocator(config.kv_pages)
+        self.pages = pages
         self.states: dict[str, RequestState] = {}  # every submitted request, submission order
         self._pending: list[tuple] = []  # heap of (arrival_tick, key, state) not yet arrived
         self._fifo: deque[RequestState] = deque()  # waiting, in queue-entry order (aging clock)
@@ -100,6 +108,7 @@ class Scheduler:
         self.recompute_tokens = 0  # part of prefill_tokens done again after a preemption
         self.decode_steps = 0
         self.preemptions = 0
+        self.cancellations = 0
 
     # -- submission -------------------------------------------------------
 
@@ -124,6 +133,44 @@ class Scheduler:
         """``submit`` each request."""
         for request in requests:
             self.submit(request)
+
+    def cancel(self, request_id: str) -> bool:
+        """End an unfinished request now (between ticks): it leaves whatever
+        queue or batch it is in, its pages go back to the pool at once and
+        the executor is told to release it. False if it had already
+        finished (completed, rejected or cancelled)."""
+        state = self.states.get(request_id)
+        if state is None:
+            raise KeyError(f"unknown request id {request_id!r}")
+        where = state.where
+        if where in (COMPLETED, REJECTED, CANCELLED):
+            return False
+        if where == PENDING:
+            self._pending.remove(next(e for e in self._pending if e[2] is state))
+            heapq.heapify(self._pending)
+        elif where == ACTIVE:
+            self._deactivate(state, self.now - 1)
+            if state.prefilled < state.prefill_target:
+                self._prefilling.remove(state)
+            else:
+                at = self._ring.index(state)
+                del self._ring[at]
+                del self._ring_ids[at]
+        else:
+            # a waiting request's entries in the FIFO and the need index
+            # are dropped lazily (they only hold WAITING states)
+            if where == AGED:
+                self._aged.remove(state)
+            elif where == REQUEUED:
+                self._requeued.remove(next(e for e in self._requeued if e[1] is state))
+                heapq.heapify(self._requeued)
+            self._queued -= 1
+        state.where = CANCELLED
+        state.finish_tick = self.now
+        self._unfinished -= 1
+        self.cancellations += 1
+        self.executor.release(request_id)
+        return True
 
     # -- queries ----------------------------------------------------------
 

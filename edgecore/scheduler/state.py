@@ -17,7 +17,8 @@ from .request import Request
 
 # Where a request is. A request moves PENDING -> WAITING -> (AGED) -> ACTIVE
 # -> COMPLETED, with ACTIVE -> REQUEUED -> ACTIVE for every preemption, and
-# may end REJECTED from PENDING (can never fit) or ACTIVE (outgrew the cache).
+# may end REJECTED from PENDING (can never fit) or ACTIVE (outgrew the cache),
+# or CANCELLED from any unfinished state (``Scheduler.cancel``, between ticks).
 PENDING = "pending"
 WAITING = "waiting"
 AGED = "aged"
@@ -25,6 +26,7 @@ REQUEUED = "requeued"
 ACTIVE = "active"
 COMPLETED = "completed"
 REJECTED = "rejected"
+CANCELLED = "cancelled"
 
 
 class RequestState:
