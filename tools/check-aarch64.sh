@@ -29,10 +29,12 @@
 # Environment knobs (defaults in brackets):
 #   EDGECORE_AARCH64_CACHE    rootfs + venvs, outside the repo [/var/cache/edgecore-aarch64]
 #   EDGECORE_AARCH64_BUILD    cross | native                            [cross]
-#   EDGECORE_AARCH64_QEMU_CPU emulated CPU (must not advertise SVE)     [cortex-a72]
+#   EDGECORE_AARCH64_QEMU_CPU emulated CPU (must not advertise SVE)     [max,sve=off]
+#       (max has dotprod and i8mm; the tests force each feature set in turn,
+#       so the plain NEON kernels run too)
 #   EDGECORE_AARCH64_SUITE    Debian suite of the rootfs                [bookworm]
 #   EDGECORE_AARCH64_MIRROR   Debian mirror                             [http://deb.debian.org/debian]
-#   EDGECORE_AARCH64_TESTS    pytest paths, relative to the repo        [tests/kernels tests/test_platform.py]
+#   EDGECORE_AARCH64_TESTS    pytest paths, relative to the repo        [$DEFAULT_TESTS below]
 #   EDGECORE_AARCH64_PYTEST_ARGS  extra pytest arguments                [-q]
 #   EDGECORE_AARCH64_DIST     where the repaired wheel is copied        [<repo>/dist]
 #   EDGECORE_AARCH64_HOST_PYTHON  host python for cross builds; must be the rootfs' X.Y [python3.X]
@@ -42,10 +44,20 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${EDGECORE_AARCH64_CACHE:-/var/cache/edgecore-aarch64}
 BUILD_MODE=${EDGECORE_AARCH64_BUILD:-cross}
-QEMU_CPU_MODEL=${EDGECORE_AARCH64_QEMU_CPU:-cortex-a72}
+QEMU_CPU_MODEL=${EDGECORE_AARCH64_QEMU_CPU:-max,sve=off}
 SUITE=${EDGECORE_AARCH64_SUITE:-bookworm}
 MIRROR=${EDGECORE_AARCH64_MIRROR:-http://deb.debian.org/debian}
-read -r -a TEST_PATHS <<<"${EDGECORE_AARCH64_TESTS:-tests/kernels tests/test_platform.py}"
+# Every kernel family on the NEON tier. The weight-type kernels are checked
+# here bit for bit against the scalar kernels on every neon feature set
+# (test_quant_neon.py), and the scalar kernels against the gguf package's
+# float64 reference on x86; the per-tier reference sweeps of
+# test_quant_linear.py / test_quant_multi.py would add ~2,000 cases, about
+# 20 minutes under QEMU (pass EDGECORE_AARCH64_TESTS=tests/kernels for them).
+DEFAULT_TESTS="tests/kernels/test_quant_neon.py tests/kernels/test_quant_api.py tests/kernels/test_quant_activations.py
+  tests/kernels/test_quant_quantize.py tests/kernels/test_quant_bounds.py tests/kernels/test_linear.py
+  tests/kernels/test_norms.py tests/kernels/test_rope.py tests/kernels/test_attention.py tests/kernels/test_routing.py
+  tests/kernels/test_convert.py tests/kernels/test_api.py tests/kernels/test_threads.py tests/test_platform.py"
+read -r -a TEST_PATHS <<<"${EDGECORE_AARCH64_TESTS:-$(echo $DEFAULT_TESTS)}"
 read -r -a PYTEST_ARGS <<<"${EDGECORE_AARCH64_PYTEST_ARGS:--q}"
 DIST=${EDGECORE_AARCH64_DIST:-$REPO/dist}
 SDIST=
