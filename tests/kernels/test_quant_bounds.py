@@ -70,6 +70,8 @@ def test_no_kernel_reads_past_weights_x_or_scratch(tmp_path):
     ]
     support = str(Path(__file__).resolve().parents[1])
     script = CHILD.format(support=support, cases=cases)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    # cwd: `python -c` puts the working directory first on sys.path, and a
+    # checkout there (no compiled extension) would shadow the installed package
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=support)
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert proc.stdout.strip() == f"ok {len(cases)}"
