@@ -172,3 +172,50 @@ def test_memory_counts_stored_bytes(tmp_path, llama_source, wtype):
         non_embed = sum(n for name, n in stored.items() if name != "token_embd.weight")
         assert engine.runtime.loaded_bytes() == non_embed  # every layer pinned, the embedding gathered
         assert engine.runtime.bytes_loaded == non_embed
+
+
+# ---- files the engine must refuse, in one line -------------------------------------------
+
+def _drop(name):
+    return lambda t: t.pop(name)
+
+
+def _retype(name, wtype):
+    def edit(t):
+        t[name] = (t[name][0], wtype)
+    return edit
+
+
+BROKEN = {
+    "arch": (dict(arch="mamba"), "GGUF architecture 'mamba' is not supported; supported: llama, gpt2"),
+    "key": (dict(skip_keys=("embedding_length",)), "GGUF metadata key llama.embedding_length is missing"),
+    "tensor": (dict(edit=_drop("blk.1.ffn_up.weight")), "missing tensor blk.1.ffn_up.weight (expected shape [96, 64])"),
+    "norm-type": (dict(edit=_retype("blk.0.attn_norm.weight", "q8_0")),
+                  "tensor blk.0.attn_norm.weight has dtype Q8_0; the engine runs F32, F16, BF16 here"),
+    "matrix-type": (dict(edit=_retype("blk.0.attn_q.weight", "i32")), "tensor blk.0.attn_q.weight has dtype I32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_files_are_one_line_model_errors(tmp_path, llama_source, case):
+    from edgecore.models import ModelError
+
+    options, message = BROKEN[case]
+    path = write_llama_gguf(llama_source, tmp_path / f"{case}.gguf", "q8_0", **options)
+    with pytest.raises(ModelError) as info:
+        Engine(path)
+    text = str(info.value)
+    assert message in text and "\n" not in text and text.startswith(str(path))
+
+
+def test_cli_prints_one_line_for_a_broken_file(tmp_path, llama_source):
+    import subprocess
+    import sys
+
+    path = write_llama_gguf(llama_source, tmp_path / "mamba.gguf", "f32", arch="mamba")
+    proc = subprocess.run([sys.executable, "-m", "edgecore", "run", "--model", str(path), "--prompt", "hi"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GGUF architecture 'mamba' is not supported" in lines[0], proc.stderr

@@ -30,6 +30,8 @@ def _store(wtype: str, array: np.ndarray):
     """(data, raw_dtype) for GGUFWriter.add_tensor."""
     import gguf
 
+    if wtype == "i32":  # a type the engine does not run, for error tests
+        return np.ascontiguousarray(array, np.int32), None
     array = np.ascontiguousarray(array, np.float32)
     if wtype == "f32":
         return array, None
@@ -97,30 +99,34 @@ def llama_tensors(model, wtype: str, *, tied: bool) -> dict[str, tuple[np.ndarra
     return out
 
 
-def write_llama_gguf(model, path: Path, wtype: str, *, tied: bool = False) -> Path:
+def write_llama_gguf(model, path: Path, wtype: str, *, tied: bool = False, arch: str = "llama",
+                     skip_keys: tuple[str, ...] = (), edit=None) -> Path:
     """A transformers Llama (or Mixtral: experts stacked as ffn_*_exps) as
-    a GGUF file of architecture `llama`."""
+    a GGUF file of architecture `llama`. For broken files: `arch` names
+    another architecture, `skip_keys` leaves out metadata (GGUFWriter
+    method names without `add_`), `edit(tensors)` changes the tensor dict
+    (name -> (float32 array, storage type)) before writing."""
     from gguf import GGUFWriter
 
     cfg = model.config
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     theta = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
-    writer.add_rope_freq_base(float(theta))
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    writer.add_vocab_size(cfg.vocab_size)
-    writer.add_bos_token_id(0)  # no EOS id: greedy runs compare full lengths
+    keys = {"block_count": cfg.num_hidden_layers, "context_length": cfg.max_position_embeddings,
+            "embedding_length": cfg.hidden_size, "feed_forward_length": cfg.intermediate_size,
+            "head_count": cfg.num_attention_heads, "head_count_kv": cfg.num_key_value_heads,
+            "layer_norm_rms_eps": cfg.rms_norm_eps, "rope_freq_base": float(theta),
+            "rope_dimension_count": cfg.hidden_size // cfg.num_attention_heads, "vocab_size": cfg.vocab_size,
+            "bos_token_id": 0}  # no EOS id: greedy runs compare full lengths
     if getattr(cfg, "num_local_experts", 0):
-        writer.add_expert_count(cfg.num_local_experts)
-        writer.add_expert_used_count(cfg.num_experts_per_tok)
+        keys.update(expert_count=cfg.num_local_experts, expert_used_count=cfg.num_experts_per_tok)
+    writer = GGUFWriter(str(path), arch)
+    for key, value in keys.items():
+        if key not in skip_keys:
+            getattr(writer, f"add_{key}")(value)
     _tokens(writer, cfg.vocab_size)
-    for name, (array, t) in llama_tensors(model, wtype, tied=tied).items():
+    tensors = llama_tensors(model, wtype, tied=tied)
+    if edit is not None:
+        edit(tensors)
+    for name, (array, t) in tensors.items():
         data, raw = _store(t, array)
         writer.add_tensor(name, data, raw_dtype=raw)
     _finish(writer)
