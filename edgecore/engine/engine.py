@@ -29,6 +29,7 @@ from edgecore.engine.experts import ExpertLayers, ExpertStats
 from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
+from edgecore.engine.weight import ACT_PRECISIONS
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
 from edgecore.models import Model, ModelError
 from edgecore.models.detokenize import StopText
@@ -37,6 +38,7 @@ from edgecore.planner import CostModel, Plan, device_rates, plan_model
 
 DEFAULT_CONTEXT = 2048
 DEFAULT_STEP_TOKENS = 256
+DEFAULT_ACT_PRECISION = "q8x2"
 
 
 @dataclass
@@ -97,12 +99,20 @@ class Engine:
     which expert a full cache evicts (lru, lfu, affinity). cache_bonus: a
     logit bonus for experts already in memory (0, the default, routes
     exactly as the model does; > 0 trades fidelity for fewer loads).
+
+    act_precision: how block-quantized weights (GGUF q8_0, q4_1, q4_k, ...)
+    take their input: "q8x2" (default) quantizes it to 8 bits plus an 8-bit
+    residual, ~250x less input error for little decode cost (prefill
+    computes twice); "q8" is one 8-bit pass, as llama.cpp (engine/weight.py).
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
                  strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
                  step_tokens: int | None = None, expert_capacity: int | None = None, expert_policy: str = "lru",
-                 cache_bonus: float = 0.0):
+                 cache_bonus: float = 0.0, act_precision: str = DEFAULT_ACT_PRECISION):
+        if act_precision not in ACT_PRECISIONS:
+            raise ValueError(f"act_precision must be one of {', '.join(ACT_PRECISIONS)}; got {act_precision!r}")
+        self.act_precision = act_precision
         if threads is not None:
             ops.set_num_threads(threads)
         budget = None if memory_budget is None else parse_size(memory_budget)
@@ -138,7 +148,8 @@ class Engine:
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")
         self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool,
-                                     experts_cached=bool(self.plan.expert_capacity))
+                                     experts_cached=bool(self.plan.expert_capacity),
+                                     refine=self.act_precision == "q8x2")
         self.experts: ExpertLayers | None = None
         if self.plan.expert_capacity:
             self.experts = ExpertLayers(

@@ -54,14 +54,18 @@ class _Loaded:
 
 
 class WeightRuntime:
-    def __init__(self, weights, layouts: list[LayerLayout], pool: MemoryPool, *, experts_cached: bool = False):
+    def __init__(self, weights, layouts: list[LayerLayout], pool: MemoryPool, *, experts_cached: bool = False,
+                 refine: bool = False):
         """experts_cached: MoE experts are not part of their layer's load;
-        an expert cache brings them in one at a time (load_expert)."""
+        an expert cache brings them in one at a time (load_expert).
+        refine: block-quantized Weights take the two-pass 8-bit input
+        (engine/weight.py, act_precision "q8x2")."""
         self.weights = weights
         self.layouts = layouts
         self.specs: dict[str, TensorSpec] = all_tensors(layouts)
         self.pool = pool
         self.experts_cached = experts_cached
+        self.refine = refine
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
@@ -92,7 +96,7 @@ class WeightRuntime:
         else:
             guard, array = self._copy(name, info, spec)
             mapped = False
-        value = _wrap(array, info.dtype, spec.transposed and info.dtype == "F32")
+        value = _wrap(array, info.dtype, spec.transposed and info.dtype == "F32", self.refine)
         with self._lock:
             entry = self._loaded.get(name)
             if entry is not None:  # loaded meanwhile by the other thread
@@ -224,7 +228,7 @@ class WeightRuntime:
             for name, src, size in zip(names, sources, sizes, strict=True):
                 part = guard.array[at:at + src.nbytes].view(src.dtype).reshape(src.shape)
                 np.copyto(part, src)
-                parts.append(_wrap(part, self.weights.info(name).dtype, False))
+                parts.append(_wrap(part, self.weights.info(name).dtype, False, self.refine))
                 at += size
         except BaseException:
             guard.release()
@@ -260,7 +264,7 @@ class WeightRuntime:
             self._loaded.clear()
 
 
-def _wrap(array: np.ndarray, dtype: str, transposed: bool):
+def _wrap(array: np.ndarray, dtype: str, transposed: bool, refine: bool):
     """A loaded array as the layers take it: 1-D as is (float32), a matrix
     as a Weight, a stacked expert tensor as one Weight per expert."""
     if array.ndim == 1:
@@ -270,8 +274,8 @@ def _wrap(array: np.ndarray, dtype: str, transposed: bool):
     if array.ndim == 2:
         if transposed:
             return Weight(wtype, array, array.shape[1], array.shape[0], transposed=True)
-        return Weight(wtype, array, array.shape[0], k or _block_k(array.shape[1], dtype))
-    return tuple(_wrap(array[e], dtype, transposed) for e in range(array.shape[0]))
+        return Weight(wtype, array, array.shape[0], k or _block_k(array.shape[1], dtype), refine=refine)
+    return tuple(_wrap(array[e], dtype, transposed, refine) for e in range(array.shape[0]))
 
 
 def _block_k(row_bytes: int, dtype: str) -> int:

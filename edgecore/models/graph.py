@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgecore.models.layout import LayerLayout, TensorSpec
+from edgecore.models.layout import LayerLayout, TensorSpec, all_tensors
 from edgecore.models.spec import ModelSpec
 from edgecore.weights.ggml_types import GGML_TYPES_BY_NAME
 
@@ -106,7 +106,8 @@ class LayerGraph:
 
     @property
     def file_bytes(self) -> int:
-        return sum(layer.file_bytes for layer in self.layers)
+        """Stored bytes of every tensor the model uses, a tied one once."""
+        return sum(stored_bytes(self.dtypes.get(t.name, "F32"), t.shape) for t in all_tensors(self.layouts).values())
 
     @property
     def kv_bytes_per_token(self) -> int:

@@ -12,13 +12,16 @@ Tolerances (max |logit difference| / max |reference logit|):
 - f32 and f16: the weights are exactly the reference's (f16 widens
   exactly) and activations stay float32, so only summation order differs:
   1e-4, as the safetensors reference tests.
-- q8_0 and q4_0: the weights are exact too, but every linear input is
-  quantized to 8 bits per block of 32 (docs/quantization.md), a relative
-  error of up to 1/254 of each block's largest element per element. Over
-  2 blocks (7 projections each) and the head this measured at most ~1% of
-  the logit scale on these models; the bound is 3%, with the mean error
-  also bounded (0.5%) so a systematic bias cannot hide under it.
-Greedy tokens must be identical for f32 and f16 (the models' weights are
+- q8_0 and q4_0 with act_precision "q8": the weights are exact too, but
+  every linear input is quantized to 8 bits per block of 32
+  (docs/quantization.md), an error of up to 1/254 of each block's largest
+  element per element. Over 2 blocks (7 projections each) and the head this
+  measured at most ~1% of the logit scale on these models; the bound is 3%,
+  with the mean error also bounded (0.5%) so a systematic bias cannot hide
+  under it.
+- the same with the default "q8x2" (an 8-bit residual pass on top): the
+  input error shrinks ~250x; bounds 5e-4 (max) and 1e-4 (mean).
+Greedy tokens must be identical for f32, f16 and every type under q8x2 (the models' weights are
 scaled up so their logits are spread, support.models.build). For q8_0 every
 token must be transformers' greedy choice after the same prefix, except
 where transformers' own top-2 margin is within twice the measured logit
@@ -44,8 +47,10 @@ from support.models import build, reference_greedy, reference_logits  # noqa: E4
 from edgecore import Engine  # noqa: E402
 
 PROMPT = [int(i) for i in np.random.default_rng(3).integers(1, 300, 24)]
-TOLERANCE = {"f32": (1e-4, 1e-4), "f16": (1e-4, 1e-4), "q8_0": (3e-2, 5e-3), "q4_0": (3e-2, 5e-3)}
+TOLERANCE = {"f32": (1e-4, 1e-4), "f16": (1e-4, 1e-4), "q8_0": (3e-2, 5e-3), "q4_0": (3e-2, 5e-3),
+             "q8x2": (5e-4, 1e-4)}
 GREEDY_TYPES = ("f32", "f16", "q8_0")
+QUANTIZED = ("q8_0", "q4_0")
 LLAMA = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=128, rope_theta=50000.0)
 
@@ -57,8 +62,8 @@ def hf_from_gguf(path):
     return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
 
 
-def assert_close(got, want, wtype):
-    worst, mean = TOLERANCE[wtype]
+def assert_close(got, want, wtype, act_precision="q8"):
+    worst, mean = TOLERANCE["q8x2" if wtype in QUANTIZED and act_precision == "q8x2" else wtype]
     scale = np.abs(want).max()
     err = np.abs(got - want)
     assert err.max() <= worst * scale, f"{wtype}: max diff {err.max():.4g} vs scale {scale:.4g}"
@@ -66,25 +71,32 @@ def assert_close(got, want, wtype):
 
 
 def check_against(path, ref, wtype):
-    with Engine(path) as engine:
-        got, want = engine.forward(PROMPT), reference_logits(ref, PROMPT)
-        assert_close(got, want, wtype)
-        if wtype not in GREEDY_TYPES:
-            return
-        for n in (1, 9):
-            tokens = engine.generate(PROMPT[:n], max_new_tokens=16).tokens
-            if wtype != "q8_0":
-                assert tokens == reference_greedy(ref, PROMPT[:n], 16)
-                continue
-            # 8-bit activations: each token must be the reference's greedy choice given the same
-            # prefix, unless the reference's own top-2 margin there is within twice the logit
-            # error measured above (a near tie that any rounding may flip)
-            slack = 2 * np.abs(got - want).max()
-            ref_logits = reference_logits(ref, PROMPT[:n] + tokens)[n - 1:-1]
-            for i, (token, row) in enumerate(zip(tokens, ref_logits, strict=True)):
-                margin = row.max() - row[token]
-                assert margin <= slack, f"token {i}: {token} is {margin:.4g} below the reference's best " \
-                                        f"{int(row.argmax())} (allowed near a tie: {slack:.4g})"
+    """Both activation precisions for the block types: the default q8x2
+    (8 bits + an 8-bit residual) is held to the float types' greedy rule."""
+    want = reference_logits(ref, PROMPT)
+    for act_precision in ("q8x2", "q8") if wtype in QUANTIZED else ("q8x2",):
+        with Engine(path, act_precision=act_precision) as engine:
+            got = engine.forward(PROMPT)
+            assert_close(got, want, wtype, act_precision)
+            if wtype in GREEDY_TYPES or act_precision == "q8x2":
+                check_greedy(engine, ref, got, want, strict=act_precision == "q8x2" or wtype not in QUANTIZED)
+
+
+def check_greedy(engine, ref, got, want, strict):
+    for n in (1, 9):
+        tokens = engine.generate(PROMPT[:n], max_new_tokens=16).tokens
+        if strict:
+            assert tokens == reference_greedy(ref, PROMPT[:n], 16)
+            continue
+        # 8-bit activations: each token must be the reference's greedy choice given the same
+        # prefix, unless the reference's own top-2 margin there is within twice the logit
+        # error measured above (a near tie that any rounding may flip)
+        slack = 2 * np.abs(got - want).max()
+        ref_logits = reference_logits(ref, PROMPT[:n] + tokens)[n - 1:-1]
+        for i, (token, row) in enumerate(zip(tokens, ref_logits, strict=True)):
+            margin = row.max() - row[token]
+            assert margin <= slack, f"token {i}: {token} is {margin:.4g} below the reference's best " \
+                                    f"{int(row.argmax())} (allowed near a tie: {slack:.4g})"
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +171,12 @@ def test_llama_moe_stacked_experts(tmp_path, mixtral_source, wtype):
 
 
 @pytest.mark.parametrize("wtype", ["f16", "q4_0"])
-def test_memory_counts_stored_bytes(tmp_path, llama_source, wtype):
+def test_memory_counts_stored_bytes(tmp_path, llama_source, llama_tied_source, wtype):
     """Plan, graph and loaded weights count the bytes the file stores (the
-    gguf reader's n_bytes), not float32 widenings."""
+    gguf reader's n_bytes), not float32 widenings; a tied embedding once."""
+    tied = write_llama_gguf(llama_tied_source, tmp_path / f"tied-{wtype}.gguf", wtype, tied=True)
+    with Engine(tied) as engine:
+        assert engine.model.graph.file_bytes == sum(int(t.n_bytes) for t in gguf.GGUFReader(str(tied)).tensors)
     path = write_llama_gguf(llama_source, tmp_path / f"bytes-{wtype}.gguf", wtype)
     stored = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(path)).tensors}
     with Engine(path) as engine:
