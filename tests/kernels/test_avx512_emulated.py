@@ -71,6 +71,12 @@ ACT = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}  # ec_activat
 EMU_OK, EMU_FAULT = 0, 1  # driver.c return codes
 TESTED_NAME = "avx512 (emulated via SIMDe)"
 PERTOKEN_DRIVERS = ("norms", "rope", "kvcache", "attention", "parallel_rows")
+QUANT_SCALAR = ("qgemm", "qdequant", "actquant", "qkernels", "epilogue")
+# sub-feature folders of the avx512 tier (setup.py FEATURES) and the macros
+# the package build defines for them
+FEATURE_DIRS = ("vnni", "bf16")
+FEATURE_MACROS = ["-DEC_BUILD_AVX512_VNNI=1", "-DEC_BUILD_AVX512_BF16=1"]
+FEATURE_BITS = {1 << 1: "avx512_vnni", 1 << 2: "avx512_bf16"}  # ec_feature (kernels.h)
 
 
 def _skip_reason() -> str | None:
@@ -94,8 +100,14 @@ def _skip_reason() -> str | None:
 
 
 def _compile(out: Path) -> Path:
-    jobs = [(src, FLAGS + EMU_FLAGS) for src in sorted((CSRC / "x86" / "avx512").glob("*.c"))]
+    # the tier with every sub-feature folder: SIMDe emulates VNNI and BF16 too,
+    # and the table (qkernels_avx512.c) lists those lines under these macros
+    avx512 = CSRC / "x86" / "avx512"
+    sources = sorted(avx512.glob("*.c")) + [src for f in FEATURE_DIRS for src in sorted((avx512 / f).glob("*.c"))]
+    jobs = [(src, FLAGS + EMU_FLAGS + FEATURE_MACROS) for src in sources]
     jobs += [(CSRC / "scalar" / "kernels_scalar.c", FLAGS), (EMU / "driver.c", FLAGS)]
+    # the weight-type kernels' scalar reference, called through its table
+    jobs += [(CSRC / "scalar" / f"{name}_scalar.c", FLAGS) for name in QUANT_SCALAR]
     # the per-token kernels run through their own C drivers (driver.c stubs the
     # dispatch table and the thread pool they call)
     jobs += [(CSRC / "scalar" / f"{name}_scalar.c", FLAGS) for name in ("pertoken", "attention")]
@@ -148,6 +160,11 @@ class Emulated:
         lib.emu_rope.argtypes = [i, p, z, z, z, z, p, p, p, z, i, p]
         lib.emu_kv_store.argtypes = [i, p, p, z, p, p, i, z, z, z, z, p, z, z, p, p, p]
         lib.emu_attention.argtypes = [i, p, z, z, p, p, i, z, z, z, z, p, z, z, p, p, f, z, f, p, p]
+        lib.emu_qline.argtypes = [i, i, p]
+        lib.emu_qactline.argtypes = [i, i, p]
+        lib.emu_qgemm.argtypes = [i, i, z, z, z, p, z, p, z, p, z, z]
+        lib.emu_qdequant.argtypes = [i, i, p, z, p, z]
+        lib.emu_qactquant.argtypes = [i, i, p, z, z, p, z]
         for fn in (
             lib.emu_linear,
             lib.emu_topk,
@@ -157,6 +174,11 @@ class Emulated:
             lib.emu_rope,
             lib.emu_kv_store,
             lib.emu_attention,
+            lib.emu_qline,
+            lib.emu_qactline,
+            lib.emu_qgemm,
+            lib.emu_qdequant,
+            lib.emu_qactquant,
         ):
             fn.restype = i
         self.lib = lib
@@ -285,6 +307,61 @@ class Emulated:
         )
         _check(r, "attention")
         assert rc[0] == 0, f"attention returned {rc[0]}"
+        return out
+
+    # ---- weight-type micro-kernels ----
+
+    def qlines(self, tier) -> list[dict]:
+        """The tier's weight table, line by line (index = line number)."""
+        lines, info = [], np.zeros(6, np.int32)
+        while self.lib.emu_qline(tier, len(lines), _ptr(info)) == 0:
+            wtype, features, gemm, mr, nr, dequant = (int(v) for v in info)
+            lines.append(
+                {
+                    "wtype": wtype,
+                    "features": features,
+                    "gemm": bool(gemm),
+                    "mr": mr,
+                    "nr": nr,
+                    "dequant": bool(dequant),
+                    "index": len(lines),
+                }
+            )
+        return lines
+
+    def qactlines(self, tier) -> list[dict]:
+        lines, info = [], np.zeros(2, np.int32)
+        while self.lib.emu_qactline(tier, len(lines), _ptr(info)) == 0:
+            lines.append({"format": int(info[0]), "features": int(info[1]), "index": len(lines)})
+        return lines
+
+    def qgemm(self, tier, line, xq, w, k, mr, nr):
+        """Raw sums [m, n] of the activation blocks xq (bytes [m, row]) and the
+        weight rows w (bytes [n, row]), in mr x nr tiles."""
+        xq, w = np.ascontiguousarray(xq), np.ascontiguousarray(w).view(np.uint8)
+        m, n = xq.shape[0], w.shape[0]
+        y = np.full((m, n), -7.0, np.float32)  # an unwritten output stays -7
+        rc = self.lib.emu_qgemm(
+            tier, line, k, m, n, _ptr(xq), xq.shape[1] if m else 0, _ptr(w), w.shape[1] if n else 0, _ptr(y), mr, nr
+        )
+        _check(rc, "qgemm")
+        return y
+
+    def qdequant(self, tier, line, w, k):
+        """Each weight row -> float32, one call per row."""
+        w = np.ascontiguousarray(w).view(np.uint8)
+        out = np.full((w.shape[0], k), np.nan, np.float32)
+        for r in range(w.shape[0]):
+            row, o = np.ascontiguousarray(w[r]), np.full(k, np.nan, np.float32)
+            _check(self.lib.emu_qdequant(tier, line, _ptr(row), row.size, _ptr(o), k), "dequant")
+            out[r] = o
+        return out
+
+    def qactquant(self, tier, line, x, row_bytes):
+        x = np.ascontiguousarray(x, np.float32)
+        m, k = x.shape
+        out = np.full((m, row_bytes), 0xAB, np.uint8)
+        _check(self.lib.emu_qactquant(tier, line, _ptr(x), m, k, _ptr(out), row_bytes), "actquant")
         return out
 
 
@@ -687,3 +764,199 @@ def test_attention_batch_invariance_and_nan(emu):
         np.testing.assert_array_equal(alone, batch[rows])
     poisoned = batch.reshape(-1, 9, 64)[starts[3] + 1, 4]
     assert np.all(np.isnan(poisoned)) and np.sum(np.isnan(batch)) == 64
+
+
+# ---- weight-type micro-kernels: every line of qkernels_avx512.c -------------------
+#
+# Read from the tier's table, so a new line (plain, VNNI or BF16) is tested
+# without editing this file. Integer-exact types must equal the scalar
+# kernel bit for bit (docs/quantization.md: same per-block float order);
+# all are checked against the float64 reference built from gguf's decoder.
+
+QTYPES = {t["name"]: t for t in ops.weight_types()}
+QNAMES = [n for n in QTYPES if n != "f32"]
+ACT_FORMATS = {1: "q8_32", 2: "q8_256"}  # ec_act_format
+ACT_BLOCK = {"q8_32": (32, 40), "q8_256": (256, 292)}
+
+
+def _label(line) -> str:
+    feats = [name for bit, name in FEATURE_BITS.items() if line["features"] & bit]
+    return "+".join(["avx512", *feats])
+
+
+def _lines(emu, name, slot):
+    lines = [ln for ln in emu.qlines(AVX512) if ln["wtype"] == QTYPES[name]["id"] and ln[slot]]
+    if not lines:
+        pytest.skip(f"qkernels_avx512.c has no {slot} line for {name}: the avx2 or scalar kernel runs there")
+    return lines
+
+
+def _scalar_line(emu, name, slot):
+    return next(ln for ln in emu.qlines(SCALAR) if ln["wtype"] == QTYPES[name]["id"] and ln[slot])
+
+
+def _qk_sizes(name):
+    return [256, 512, 768] if QTYPES[name]["block_elems"] == 256 else [32, 64, 96, 288, 576]
+
+
+def _qinputs(rng, m, k):
+    x = rng.standard_normal((m, k)) * np.exp(rng.uniform(-2, 1, (m, k // 32, 1))).repeat(32, 1).reshape(m, k)
+    return x.astype(np.float32)
+
+
+def _activation_bytes(x, name):
+    """x in the type's activation format, by the scalar quantizer (native)."""
+    fmt = QTYPES[name]["activations"]
+    if fmt == "f32":
+        return np.ascontiguousarray(x, np.float32).view(np.uint8)
+    with ops.forced_tier("scalar"):
+        return ops.quantize_activations(x, fmt)
+
+
+@pytest.mark.parametrize("name", QNAMES)
+def test_qgemm_lines_match_scalar_and_reference(emu, name):
+    """Every N tail and several tiles (the line's own, one row, one column,
+    odd sizes): bitwise the scalar kernel for the integer-exact types, and
+    within the float32 bound of the float64 reference for all."""
+    from support.quant import assert_within, linear_reference, random_weights
+
+    exact = QTYPES[name]["activations"] != "f32"
+    sline = _scalar_line(emu, name, "gemm")
+    ks = _qk_sizes(name)
+    for line in _lines(emu, name, "gemm"):
+        rng = np.random.default_rng([QNAMES.index(name), line["index"]])
+        tiles = sorted(
+            {
+                (line["mr"], line["nr"]),
+                (1, line["nr"]),
+                (line["mr"], 1),
+                (min(3, line["mr"]), min(5, line["nr"])),
+                (min(2, line["mr"]), min(13, line["nr"])),
+            }
+        )
+        for i, (m, n) in enumerate([(1, 1), (1, 16), (1, 33), (2, 17), (3, 15), (4, 16), (5, 7), (9, 65)]):
+            k = ks[i % len(ks)]
+            x, w = _qinputs(rng, m, k), random_weights(rng, name, n, k)
+            xq = _activation_bytes(x, name)
+            want = emu.qgemm(SCALAR, sline["index"], xq, w, k, sline["mr"], sline["nr"])
+            ref, tol = linear_reference(x, w, name)
+            for mr, nr in tiles:
+                got = emu.qgemm(AVX512, line["index"], xq, w, k, mr, nr)
+                what = f"{name} {_label(line)} m={m} n={n} k={k} tile {mr}x{nr}"
+                if exact:
+                    np.testing.assert_array_equal(got, want, err_msg=what)
+                assert_within(got, ref, tol, what)
+
+
+@pytest.mark.parametrize("name", [n for n in QNAMES if QTYPES[n]["activations"] != "f32"])
+def test_qgemm_lines_nonfinite_rows(emu, name):
+    """A NaN/inf activation makes its block scale NaN: that row's outputs
+    are all NaN, the other rows are the scalar kernel's bits."""
+    from support.quant import random_weights
+
+    sline = _scalar_line(emu, name, "gemm")
+    k = _qk_sizes(name)[-1]
+    rng = np.random.default_rng(QNAMES.index(name))
+    w = random_weights(rng, name, 21, k)
+    x = _qinputs(rng, 5, k)
+    x[1, 3], x[3, k - 1], x[4, k // 2] = np.nan, np.inf, -np.inf
+    xq = _activation_bytes(x, name)
+    want = emu.qgemm(SCALAR, sline["index"], xq, w, k, 4, 4)
+    for line in _lines(emu, name, "gemm"):
+        got = emu.qgemm(AVX512, line["index"], xq, w, k, line["mr"], line["nr"])
+        assert np.isnan(got[[1, 3, 4]]).all(), _label(line)
+        np.testing.assert_array_equal(got[[0, 2]], want[[0, 2]], err_msg=_label(line))
+
+
+@pytest.mark.parametrize("name", [n for n in QNAMES if QTYPES[n]["activations"] != "f32"])
+def test_qgemm_lines_extreme_codes(emu, name):
+    """Every weight byte at its extremes (0x00, 0xFF, 0x80: q8_0's -128) and
+    activations at +-127: the integer sums that could saturate a 16-bit
+    pair must still equal the scalar kernel's."""
+    from support.quant import random_weights
+
+    sline = _scalar_line(emu, name, "gemm")
+    k = _qk_sizes(name)[-1]
+    rng = np.random.default_rng(7)
+    base = random_weights(rng, name, 18, k).view(np.uint8)
+    t = QTYPES[name]
+    blocks = base.reshape(18, k // t["block_elems"], t["block_bytes"])
+    scale_at = {"q6_k": (208,), "q4_1": (0, 2), "q5_1": (0, 2), "q4_k": (0, 2), "q5_k": (0, 2)}.get(name, (0,))
+    keep = np.zeros(t["block_bytes"], bool)
+    for at in scale_at:
+        keep[at : at + 2] = True
+    for fill in (0x00, 0xFF, 0x80, 0x7F):
+        w = blocks.copy()
+        w[:, :, ~keep] = fill
+        w = w.reshape(18, -1)
+        for sign in (1.0, -1.0):
+            x = np.full((3, k), sign, np.float32)
+            x[1, ::2] = -sign  # +-127 alternating
+            xq = _activation_bytes(x, name)
+            want = emu.qgemm(SCALAR, sline["index"], xq, w, k, 4, 4)
+            for line in _lines(emu, name, "gemm"):
+                got = emu.qgemm(AVX512, line["index"], xq, w, k, line["mr"], line["nr"])
+                np.testing.assert_array_equal(got, want, err_msg=f"{name} {_label(line)} fill {fill:#x}")
+
+
+@pytest.mark.parametrize("name", QNAMES)
+def test_qdequant_lines_bitwise_gguf(emu, name):
+    """Row dequantizers: bit for bit the gguf package's dequantize, for
+    rows of one block up to several (and odd lengths for the float types)."""
+    from support.quant import NEEDS_GGUF, dequantize_ref, random_weights
+
+    if NEEDS_GGUF.args[0]:
+        pytest.skip(NEEDS_GGUF.kwargs["reason"])
+    block = QTYPES[name]["block_elems"]
+    rng = np.random.default_rng(QNAMES.index(name) + 50)
+    ks = [256, 512, 1024] if block == 256 else [32, 64, 96, 576, 1024]
+    if block == 1:
+        ks += [1, 7, 15, 17, 33]
+    for line in _lines(emu, name, "dequant"):
+        for k in ks:
+            w = random_weights(rng, name, 3, k)
+            got = emu.qdequant(AVX512, line["index"], w, k)
+            want = dequantize_ref(w, name).astype(np.float32)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"{name} k={k}")
+
+
+def _special_activation_rows(rng, k):
+    """Rows whose blocks hit every rule of the activation quantizer: NaN,
+    +-inf, amax just below / at 2^-119, zeros and -0, exact ties (amax 127
+    gives d = 1, so x.5 rounds half to even), subnormals, huge values."""
+    rows = [_qinputs(rng, 1, k)[0], rng.uniform(-3.4e38, 3.4e38, k).astype(np.float32)]
+    tie = np.resize(np.array([127, -0.5, 0.5, 1.5, -2.5, 3.5, 126.5, -126.5], np.float32), k)
+    rows.append(tie)
+    special = np.zeros(k, np.float32)
+    for at, v in enumerate([np.nan, np.inf, -np.inf, 2.0**-119, np.nextafter(np.float32(2.0**-119), 0), -0.0, 1e-40]):
+        if 32 * at < k:
+            special[32 * at : 32 * at + 32] = rng.standard_normal(32) * (abs(v) if np.isfinite(v) else 1.0)
+            special[32 * at + 5] = v
+    rows.append(special)
+    return np.array(rows, np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["q8_32", "q8_256"])
+def test_qactquant_lines_bitwise(emu, fmt):
+    """Activation quantizers: the scalar quantizer's bytes and the NumPy
+    re-implementation of docs/quantization.md, on random and special rows."""
+    from support.quant import parse_activations, quantize_activations_ref
+
+    block, nbytes = ACT_BLOCK[fmt]
+    fid = next(i for i, f in ACT_FORMATS.items() if f == fmt)
+    lines = [ln for ln in emu.qactlines(AVX512) if ln["format"] == fid]
+    if not lines:
+        pytest.skip(f"qkernels_avx512.c has no activation quantizer for {fmt}: the avx2 or scalar one runs there")
+    sline = next(ln for ln in emu.qactlines(SCALAR) if ln["format"] == fid)
+    rng = np.random.default_rng(block)
+    for k in [256, 512, 1024]:
+        x = np.concatenate([_special_activation_rows(rng, k), _qinputs(rng, 5, k)])
+        row = k // block * nbytes
+        want = emu.qactquant(SCALAR, sline["index"], x, row)
+        d, q = quantize_activations_ref(x, block)
+        ref = parse_activations(want, fmt)
+        np.testing.assert_array_equal(ref["d"].view(np.uint32), d.view(np.uint32))
+        np.testing.assert_array_equal(ref["q"].reshape(x.shape), q)
+        for line in lines:
+            got = emu.qactquant(AVX512, line["index"], x, row)
+            np.testing.assert_array_equal(got, want, err_msg=f"{fmt} k={k}")

@@ -111,18 +111,7 @@ def test_nonfinite_activations_poison_only_their_row(name, config):
             np.testing.assert_array_equal(y[[0, 2, 5]], want[[0, 2, 5]])
 
 
-F32_BY_M = pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN GAP: the tuned f32 kernels choose their summation order by M (dot tiles below M=8, "
-    "packed panels and K blocks above), so on SIMD tiers an f32 row depends on its batch (lead decides)",
-)
-BATCH_PARAMS = [
-    pytest.param(*p.values, id=p.id, marks=[F32_BY_M] if p.values[0] == "f32" and p.values[1][0] != "scalar" else [])
-    for p in variant_params()
-]
-
-
-@pytest.mark.parametrize("name, config", BATCH_PARAMS)
+@pytest.mark.parametrize("name, config", variant_params())
 def test_row_independent_of_batch(name, config):
     """Row i of an M-row call equals the same row computed alone, and in a
     batch of other rows at another position, bit for bit, for every M the
@@ -137,6 +126,27 @@ def test_row_independent_of_batch(name, config):
             start = (m * 7) % (64 - m + 1)
             y = ops.linear(np.ascontiguousarray(xs[start : start + m]), w, wtype=name)
             np.testing.assert_array_equal(y, alone[start : start + m], err_msg=f"m={m}")
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["nk", "kn"])
+@pytest.mark.parametrize("name, config", variant_params(["f32"]))
+def test_f32_rows_independent_of_batch_over_k_blocks(name, config, transposed):
+    """f32 in both layouts, with K spanning several of the tuned kernels' K
+    blocks and a ragged tail, and M on both sides of every path switch (row
+    streaming, dot/packed tiles): each row equals the row computed alone."""
+    rng = np.random.default_rng(7)
+    k, n = 1000, 70
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    weight = np.ascontiguousarray(w.T) if transposed else w
+    xs = inputs(rng, 40, 1024)[:, :k].copy()
+    with use(config):
+        alone = np.concatenate([ops.linear(xs[i : i + 1], weight, wtype=name, transposed=transposed)
+                                for i in range(40)])
+        for m in (2, 3, 4, 5, 6, 7, 8, 9, 13, 40):
+            y = ops.linear(np.ascontiguousarray(xs[:m]), weight, wtype=name, transposed=transposed)
+            np.testing.assert_array_equal(y, alone[:m], err_msg=f"m={m}")
+    # and it is the product (float32 sums of 1000 terms: a loose bound is enough here)
+    np.testing.assert_allclose(alone, xs.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("name, config", variant_params())

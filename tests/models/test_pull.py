@@ -219,17 +219,19 @@ def test_paths_and_unknown_names(tmp_path):
         Model(gguf)
 
 
-def test_hub_ids_offline_and_without_the_package(monkeypatch):
+def test_hub_ids_offline_and_without_the_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ModelError, match="install huggingface_hub"):
         resolve_model_dir("SomeOwner/some-model")
     monkeypatch.delitem(sys.modules, "huggingface_hub")
     pytest.importorskip("huggingface_hub")
-    # a fresh interpreter: offline, nothing cached -> one line, exit 1, no traceback
+    # a fresh interpreter: offline, nothing cached -> one line, exit 1, no traceback. It runs in
+    # tmp_path: `python -m` puts the working directory first on sys.path, and a checkout there (whose
+    # package has no compiled extension) would shadow the installed edgecore
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-edgecore-test-hf-home", "PATH": "/usr/bin:/bin",
            "PYTHONPATH": ":".join(p for p in sys.path if p)}
     proc = subprocess.run([sys.executable, "-m", "edgecore", "run", "--model", "SomeOwner/some-model",
-                           "--prompt", "x"], capture_output=True, text=True, env=env, timeout=120)
+                           "--prompt", "x"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "SomeOwner/some-model: could not fetch it from the Hugging Face hub" in lines[0]

@@ -2,16 +2,23 @@
  * Fused linear, NEON: the same three paths as the x86 tiers (read
  * csrc/x86/avx2/linear_f32_avx2.c first) on 4-lane vectors, 32 registers.
  *
- * [N, K] weights, M < 8: "dot" tiles, up to 4 x rows by 4 weight rows (16
+ * [N, K] weights, every M: "dot" tiles, up to 4 x rows by 4 weight rows (16
  * accumulators), or 1-2 rows by 8; each group of four accumulators reduces
  * with two pairwise adds.
  *
  * [K, N] weights, M <= 4: weight rows streamed in file order against
  * partial sums kept in y (L1).
  *
- * Larger M, either layout: packed 8-column panels and an 8 x 8 micro-kernel
+ * [K, N] weights, larger M: packed 8-column panels and an 8 x 8 micro-kernel
  * (16 accumulators) using FMLA by element: one x vector per row holds four
  * consecutive k, consumed lane by lane against four panel rows.
+ *
+ * Batch invariance: every output's operations are the same for every M
+ * (the engine's batched step relies on it: a sequence's tokens never depend
+ * on its batch-mates). [N, K] outputs are one lane-split sum over the whole
+ * K, reduced by a fixed tree, whatever the tile; [K, N] outputs are one FMA
+ * chain over k in order, whether rows stream or panels are packed (after a
+ * panel's first K block the chain continues from y).
  *
  * Blocking depends only on M, K and the layout, never on the column range a
  * thread is given, so results are bitwise identical for any thread count.
@@ -22,7 +29,6 @@
 #include "vmath_neon.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
-#define KC 256
 
 /* Epilogue for `count` (1..4) columns of row m starting at n. */
 EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t count, float32x4_t v,
@@ -50,7 +56,7 @@ static __attribute__((noinline)) void store_cols_out(const ec_linear_args *a, si
     store_cols(a, m, n, count, v, first, last);
 }
 
-/* ---- [N, K] weights, M < 8: dot tiles ------------------------------------ */
+/* ---- [N, K] weights: dot tiles ------------------------------------------- */
 
 /* [sum a0, sum a1, sum a2, sum a3], each as (l0 + l1) + (l2 + l3). */
 EC_INLINE float32x4_t reduce4(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3) {
@@ -97,25 +103,20 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
 
 static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t kc = (M > 4 && K > KC) ? KC : K;
     for (size_t nb = n0; nb < n1; nb += 8) {
         const size_t valid = n1 - nb < 8 ? n1 - nb : 8;
-        for (size_t k0 = 0; k0 < K; k0 += kc) {
-            const size_t kl = K - k0 < kc ? K - k0 : kc;
-            const int first = k0 == 0, last = k0 + kl == K;
-            size_t m = 0;
-            for (; m + 4 <= M; m += 4) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 4, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 4, 4);
-            }
-            if (M - m == 3) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 3, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 3, 4);
-            } else if (M - m == 2) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 2, 8);
-            } else if (M - m == 1) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 1, 8);
-            }
+        size_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 4, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 4, 4);
+        }
+        if (M - m == 3) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 3, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 3, 4);
+        } else if (M - m == 2) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 2, 8);
+        } else if (M - m == 1) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 1, 8);
         }
     }
 }
@@ -196,59 +197,32 @@ static void linear_t_rows(const ec_linear_args *a, size_t n0, size_t n1) {
     }
 }
 
-/* ---- larger M, either layout: packed panels + 8x8 micro-kernel --------------
+/* ---- [K, N] weights, larger M: packed panels + 8x8 micro-kernel --------------
  *
  * For each K block and each 8-column panel, the panel of W is copied
- * (transposed, for [N, K] weights) into a stack buffer as PK rows of 8
+ * into a stack buffer as TK rows of 8
  * floats, then reused from L1 by every 8-row tile of x: per four k, eight x
  * loads and eight panel loads feed 64 FMLAs by element. The K block is the
  * outer loop so x's block stays in L2 across all panels.
  */
-#define PK 256
 #define PW 8
 #define PR 8
 
-/* 4 rows of 4 floats -> 4 columns. */
-EC_INLINE void transpose4(float32x4_t r[4]) {
-    const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
-    const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
-    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
-    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
-    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
-    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
-}
-
-/* panel[k][j] = W(nb + j, k0 + k) for j < valid, 0 for the missing columns. */
+/* panel[k][j] = W(k0 + k, nb + j) for j < valid, 0 for the missing columns. */
 static void pack_panel(const ec_linear_args *a, size_t nb, size_t valid, size_t k0, size_t kl, float *panel) {
-    const size_t N = a->n, K = a->k;
-    if (a->transposed) {
-        const float *w = a->w + k0 * N + nb;
-        if (valid == PW) {
-            for (size_t k = 0; k < kl; k++) {
-                vst1q_f32(panel + PW * k, vld1q_f32(w + k * N));
-                vst1q_f32(panel + PW * k + 4, vld1q_f32(w + k * N + 4));
-            }
-        } else {
-            const size_t c0 = valid < 4 ? valid : 4, c1 = valid > 4 ? valid - 4 : 0;
-            for (size_t k = 0; k < kl; k++) {
-                vst1q_f32(panel + PW * k, ec_load_partial_neon(w + k * N, c0));
-                vst1q_f32(panel + PW * k + 4, ec_load_partial_neon(w + k * N + 4, c1));
-            }
+    const size_t N = a->n;
+    const float *w = a->w + k0 * N + nb;
+    if (valid == PW) {
+        for (size_t k = 0; k < kl; k++) {
+            vst1q_f32(panel + PW * k, vld1q_f32(w + k * N));
+            vst1q_f32(panel + PW * k + 4, vld1q_f32(w + k * N + 4));
         }
-        return;
-    }
-    for (size_t jb = 0; jb < PW; jb += 4) {
-        const float *rows[4];
-        for (size_t i = 0; i < 4; i++) rows[i] = jb + i < valid ? a->w + (nb + jb + i) * K + k0 : NULL;
-        size_t k = 0;
-        for (; k + 4 <= kl; k += 4) {
-            float32x4_t r[4];
-            for (int i = 0; i < 4; i++) r[i] = rows[i] ? vld1q_f32(rows[i] + k) : vdupq_n_f32(0.0f);
-            transpose4(r);
-            for (int i = 0; i < 4; i++) vst1q_f32(panel + PW * (k + i) + jb, r[i]);
+    } else {
+        const size_t c0 = valid < 4 ? valid : 4, c1 = valid > 4 ? valid - 4 : 0;
+        for (size_t k = 0; k < kl; k++) {
+            vst1q_f32(panel + PW * k, ec_load_partial_neon(w + k * N, c0));
+            vst1q_f32(panel + PW * k + 4, ec_load_partial_neon(w + k * N + 4, c1));
         }
-        for (; k < kl; k++)
-            for (size_t i = 0; i < 4; i++) panel[PW * k + jb + i] = rows[i] ? rows[i][k] : 0.0f;
     }
 }
 
@@ -256,7 +230,18 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
                           const float *panel, int first, int last, const int MR) {
     const size_t K = a->k;
     float32x4_t acc[PR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = vdupq_n_f32(0.0f);
+    /* after the first K block the chain continues from y (not a block sum
+     * added to y): every output is one FMA chain over k in order, as in the
+     * row-streaming path, so its value does not depend on M */
+    if (first) {
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = vdupq_n_f32(0.0f);
+    } else {
+        for (int i = 0; i < MR; i++) {
+            const float *yp = a->y + (m0 + i) * a->n + nb;
+            acc[i][0] = ec_load_partial_neon(yp, valid < 4 ? valid : 4);
+            acc[i][1] = valid > 4 ? ec_load_partial_neon(yp + 4, valid - 4 < 4 ? valid - 4 : 4) : vdupq_n_f32(0.0f);
+        }
+    }
     size_t k = 0;
     for (; k + 4 <= kl; k += 4) {
         float32x4_t xv[PR];
@@ -289,20 +274,20 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
      * `acc` addressable and stores it to the stack after every FMA */
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        store_cols_out(a, m0 + i, nb, valid < 4 ? valid : 4, acc[i][0], first, last);
-        if (valid > 4) store_cols_out(a, m0 + i, nb + 4, valid - 4, acc[i][1], first, last);
+        store_cols_out(a, m0 + i, nb, valid < 4 ? valid : 4, acc[i][0], 1, last);
+        if (valid > 4) store_cols_out(a, m0 + i, nb + 4, valid - 4, acc[i][1], 1, last);
     }
 }
 
 /* [K, N] weights are packed TW columns at a time, so each weight row is read
- * in 128-byte runs; [N, K] rows are contiguous along K already. */
+ * in 128-byte runs. */
 #define TW 32
 #define TK 128 /* K block for TW-wide packs: 16 KiB of panels */
 
 static void linear_packed(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t width = a->transposed ? TW : PW, kc = a->transposed ? TK : PK;
-    float panels[TW * TK > PW * PK ? TW * TK : PW * PK] __attribute__((aligned(64)));
+    const size_t width = TW, kc = TK;
+    float panels[TW * TK] __attribute__((aligned(64)));
     for (size_t k0 = 0; k0 < K; k0 += kc) {
         const size_t kl = K - k0 < kc ? K - k0 : kc;
         const int first = k0 == 0, last = k0 + kl == K;
@@ -339,12 +324,8 @@ static void bias_only(const ec_linear_args *a, size_t n0, size_t n1) {
         for (size_t n = n0; n < n1; n += 4) store_cols(a, m, n, n1 - n < 4 ? n1 - n : 4, vdupq_n_f32(0.0f), 1, 1);
 }
 
-/* Smallest M that takes the packed path for [N, K] weights: the AVX2 tier's
- * measured crossover (not re-measured on NEON hardware). */
-#define NT_PACK_MIN_M 8
-
 void ec_linear_f32_neon(const ec_linear_args *a, size_t n0, size_t n1) {
     if (a->k == 0) bias_only(a, n0, n1);
     else if (a->transposed) (a->m <= 4 ? linear_t_rows : linear_packed)(a, n0, n1);
-    else (a->m < NT_PACK_MIN_M ? linear_nt : linear_packed)(a, n0, n1);
+    else linear_nt(a, n0, n1);
 }

@@ -10,11 +10,19 @@
  * [K, N] weights (Conv1D layout): "broadcast" tiles. MR rows of x are
  * broadcast one k at a time against NV 8-column vectors of W row k.
  *
- * Larger M is blocked along K (KC) so a block of W and the x rows of a tile
- * stay in cache; partial sums accumulate in y, and bias + activation are
- * applied in registers on the last K block. The blocking depends only on M
- * and K, never on the thread split, so results are bitwise identical for any
- * thread count.
+ * Larger M with [K, N] weights: packed panels and a 6 x 16 micro-kernel.
+ * [N, K] weights take the dot tiles at every M: packing them (a transpose)
+ * measured no faster at M = 32-128, and the dot order is what keeps a row's
+ * value independent of M.
+ *
+ * Batch invariance: every output's operations are the same for every M
+ * (the engine's batched step relies on it: a sequence's tokens never depend
+ * on its batch-mates). [N, K] outputs are one lane-split sum over the whole
+ * K, reduced by a fixed tree, whatever the tile; [K, N] outputs are one FMA
+ * chain over k in order, whether rows stream or panels are packed (after a
+ * panel's first K block the chain continues from y).
+ * Blocking depends only on M, K and the layout, never on the thread split,
+ * so results are bitwise identical for any thread count.
  */
 #include <immintrin.h>
 
@@ -22,7 +30,6 @@
 #include "vmath_avx2.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
-#define KC 256 /* K block for M > one tile: 3 rows x 1 KiB of x stay in L1 */
 
 /* Apply the epilogue to `count` (1..8) columns of row m starting at n. */
 EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t count, __m256 v,
@@ -111,23 +118,18 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
 
 static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t kc = (M > 3 && K > KC) ? KC : K;
     for (size_t nb = n0; nb < n1; nb += 8) {
         const size_t valid = n1 - nb < 8 ? n1 - nb : 8;
-        for (size_t k0 = 0; k0 < K; k0 += kc) {
-            const size_t kl = K - k0 < kc ? K - k0 : kc;
-            const int first = k0 == 0, last = k0 + kl == K;
-            size_t m = 0;
-            for (; m + 3 <= M; m += 3) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 3, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 3, 4);
-            }
-            if (M - m == 2) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 2, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 2, 4);
-            } else if (M - m == 1) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 1, 8);
-            }
+        size_t m = 0;
+        for (; m + 3 <= M; m += 3) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 3, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 3, 4);
+        }
+        if (M - m == 2) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 2, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 2, 4);
+        } else if (M - m == 1) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 1, 8);
         }
     }
 }
@@ -203,73 +205,32 @@ static void linear_t_rows(const ec_linear_args *a, size_t n0, size_t n1) {
     }
 }
 
-/* ---- larger M, either layout: packed panels + 6x16 micro-kernel ------------
+/* ---- [K, N] weights, larger M: packed panels + 6x16 micro-kernel ----------
  *
  * For each K block and each 16-column panel, the panel of W is copied
- * (transposed, for [N, K] weights) into a stack buffer as PK rows of 16
+ * into a stack buffer as TK rows of 16
  * floats, then reused from L1 by every 6-row tile of x: per k, 2 panel
  * loads and 6 broadcasts feed 12 FMAs, with no horizontal sums. The K block
  * is the outer loop so x's block stays in L2 across all panels.
  */
-#define PK 256
 #define PW 16
 #define PR 6
 
-/* 8 rows of 8 floats -> 8 columns (an 8x8 transpose in registers). */
-EC_INLINE void transpose8(__m256 r[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-/* panel[k][j] = W(nb + j, k0 + k) for j < valid, 0 for the missing columns. */
+/* panel[k][j] = W(k0 + k, nb + j) for j < valid, 0 for the missing columns. */
 static void pack_panel(const ec_linear_args *a, size_t nb, size_t valid, size_t k0, size_t kl, float *panel) {
-    const size_t N = a->n, K = a->k;
-    if (a->transposed) {
-        const float *w = a->w + k0 * N + nb;
-        if (valid == PW) {
-            for (size_t k = 0; k < kl; k++) {
-                _mm256_store_ps(panel + PW * k, _mm256_loadu_ps(w + k * N));
-                _mm256_store_ps(panel + PW * k + 8, _mm256_loadu_ps(w + k * N + 8));
-            }
-        } else {
-            const __m256i m0 = ec_mask_avx2(valid), m1 = ec_mask_avx2(valid > 8 ? valid - 8 : 0);
-            for (size_t k = 0; k < kl; k++) {
-                _mm256_store_ps(panel + PW * k, _mm256_maskload_ps(w + k * N, m0));
-                _mm256_store_ps(panel + PW * k + 8, _mm256_maskload_ps(w + k * N + 8, m1));
-            }
+    const size_t N = a->n;
+    const float *w = a->w + k0 * N + nb;
+    if (valid == PW) {
+        for (size_t k = 0; k < kl; k++) {
+            _mm256_store_ps(panel + PW * k, _mm256_loadu_ps(w + k * N));
+            _mm256_store_ps(panel + PW * k + 8, _mm256_loadu_ps(w + k * N + 8));
         }
-        return;
-    }
-    for (size_t jb = 0; jb < PW; jb += 8) {
-        const float *rows[8];
-        for (size_t i = 0; i < 8; i++) rows[i] = jb + i < valid ? a->w + (nb + jb + i) * K + k0 : NULL;
-        size_t k = 0;
-        for (; k + 8 <= kl; k += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = rows[i] ? _mm256_loadu_ps(rows[i] + k) : _mm256_setzero_ps();
-            transpose8(r);
-            for (int i = 0; i < 8; i++) _mm256_store_ps(panel + PW * (k + i) + jb, r[i]);
+    } else {
+        const __m256i m0 = ec_mask_avx2(valid), m1 = ec_mask_avx2(valid > 8 ? valid - 8 : 0);
+        for (size_t k = 0; k < kl; k++) {
+            _mm256_store_ps(panel + PW * k, _mm256_maskload_ps(w + k * N, m0));
+            _mm256_store_ps(panel + PW * k + 8, _mm256_maskload_ps(w + k * N + 8, m1));
         }
-        for (; k < kl; k++)
-            for (size_t i = 0; i < 8; i++) panel[PW * k + jb + i] = rows[i] ? rows[i][k] : 0.0f;
     }
 }
 
@@ -277,7 +238,19 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
                           const float *xr, const float *panel, int first, int last, const int MR) {
     const size_t K = a->k;
     __m256 acc[PR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    /* after the first K block the chain continues from y (not a block sum
+     * added to y): every output is one FMA chain over k in order, as in the
+     * row-streaming path, so its value does not depend on M */
+    if (first) {
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    } else {
+        const __m256i lo = ec_mask_avx2(valid < 8 ? valid : 8), hi = ec_mask_avx2(valid > 8 ? valid - 8 : 0);
+        for (int i = 0; i < MR; i++) {
+            const float *yp = a->y + (m0 + i) * a->n + nb;
+            acc[i][0] = _mm256_maskload_ps(yp, lo);
+            acc[i][1] = _mm256_maskload_ps(yp + 8, hi);
+        }
+    }
     for (size_t k = 0; k < kl; k++) {
         const __m256 b0 = _mm256_load_ps(panel + PW * k), b1 = _mm256_load_ps(panel + PW * k + 8);
         for (int i = 0; i < MR; i++) {
@@ -290,21 +263,20 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
      * `acc` addressable and stores it to the stack after every FMA */
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        store_cols_out(a, m0 + i, nb, valid < 8 ? valid : 8, acc[i][0], first, last);
-        if (valid > 8) store_cols_out(a, m0 + i, nb + 8, valid - 8, acc[i][1], first, last);
+        store_cols_out(a, m0 + i, nb, valid < 8 ? valid : 8, acc[i][0], 1, last);
+        if (valid > 8) store_cols_out(a, m0 + i, nb + 8, valid - 8, acc[i][1], 1, last);
     }
 }
 
-/* [K, N] weights are packed TW columns at a time: each weight row is then
- * read in 256-byte runs instead of 64-byte ones (fewer pages and streams
- * per panel). [N, K] rows are contiguous along K already. */
+/* Weights are packed TW columns at a time: each weight row is then read in
+ * 256-byte runs instead of 64-byte ones (fewer pages and streams per panel). */
 #define TW 64
 #define TK 128 /* K block for TW-wide packs: 32 KiB of panels */
 
 static void linear_packed(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t width = a->transposed ? TW : PW, kc = a->transposed ? TK : PK;
-    float panels[TW * TK > PW * PK ? TW * TK : PW * PK] __attribute__((aligned(64)));
+    const size_t width = TW, kc = TK;
+    float panels[TW * TK] __attribute__((aligned(64)));
     for (size_t k0 = 0; k0 < K; k0 += kc) {
         const size_t kl = K - k0 < kc ? K - k0 : kc;
         const int first = k0 == 0, last = k0 + kl == K;
@@ -337,12 +309,8 @@ static void bias_only(const ec_linear_args *a, size_t n0, size_t n1) {
         for (size_t n = n0; n < n1; n += 8) store_cols(a, m, n, n1 - n < 8 ? n1 - n : 8, _mm256_setzero_ps(), 1, 1);
 }
 
-/* Smallest M that takes the packed path for [N, K] weights (measured: below
- * it, packing costs more than the horizontal sums of the dot tiles). */
-#define NT_PACK_MIN_M 8
-
 void ec_linear_f32_avx2(const ec_linear_args *a, size_t n0, size_t n1) {
     if (a->k == 0) bias_only(a, n0, n1);
     else if (a->transposed) (a->m <= 4 ? linear_t_rows : linear_packed)(a, n0, n1);
-    else (a->m < NT_PACK_MIN_M ? linear_nt : linear_packed)(a, n0, n1);
+    else linear_nt(a, n0, n1);
 }

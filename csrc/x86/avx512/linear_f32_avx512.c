@@ -2,16 +2,23 @@
  * Fused linear, AVX-512: the same three paths as linear_f32_avx2.c (read
  * that first) on 16-lane vectors, with mask registers for every tail.
  *
- * [N, K] weights, M < 8: "dot" tiles, up to 4 x rows by 4 or 8 weight rows
+ * [N, K] weights, every M: "dot" tiles, up to 4 x rows by 4 or 8 weight rows
  * (16 accumulators of 32 registers); a tile's sums are folded 16 -> 8 lanes
  * and reduced with a hadd tree. Every weight row is read once per M-tile.
  *
  * [K, N] weights, M <= 4: weight rows streamed in file order against
  * partial sums kept in y (L1).
  *
- * Larger M, either layout: packed 32-column panels and an 8 x 32 micro-kernel
+ * [K, N] weights, larger M: packed 32-column panels and an 8 x 32 micro-kernel
  * (16 accumulators; per k two panel loads and eight broadcasts feed sixteen
  * FMAs).
+ *
+ * Batch invariance: every output's operations are the same for every M
+ * (the engine's batched step relies on it: a sequence's tokens never depend
+ * on its batch-mates). [N, K] outputs are one lane-split sum over the whole
+ * K, reduced by a fixed tree, whatever the tile; [K, N] outputs are one FMA
+ * chain over k in order, whether rows stream or panels are packed (after a
+ * panel's first K block the chain continues from y).
  *
  * Blocking depends only on M, K and the layout, never on the column range a
  * thread is given, so results are bitwise identical for any thread count.
@@ -22,7 +29,6 @@
 #include "vmath_avx512.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
-#define KC 256
 
 /* Epilogue for `count` (1..16) columns of row m starting at n. */
 EC_INLINE void store_cols(const ec_linear_args *a, size_t m, size_t n, size_t count, __m512 v, int first,
@@ -51,7 +57,7 @@ static __attribute__((noinline)) void store_cols_out(const ec_linear_args *a, si
     store_cols(a, m, n, count, v, first, last);
 }
 
-/* ---- [N, K] weights, M < 8: dot tiles ------------------------------------ */
+/* ---- [N, K] weights: dot tiles ------------------------------------------- */
 
 EC_INLINE __m256 fold(__m512 v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)); }
 
@@ -105,25 +111,20 @@ EC_INLINE void dot_tile(const ec_linear_args *a, size_t m0, size_t n, size_t val
 
 static void linear_nt(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t kc = (M > 4 && K > KC) ? KC : K;
     for (size_t nb = n0; nb < n1; nb += 8) {
         const size_t valid = n1 - nb < 8 ? n1 - nb : 8;
-        for (size_t k0 = 0; k0 < K; k0 += kc) {
-            const size_t kl = K - k0 < kc ? K - k0 : kc;
-            const int first = k0 == 0, last = k0 + kl == K;
-            size_t m = 0;
-            for (; m + 4 <= M; m += 4) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 4, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 4, 4);
-            }
-            if (M - m == 3) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 3, 4);
-                if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, k0, kl, first, last, 3, 4);
-            } else if (M - m == 2) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 2, 8);
-            } else if (M - m == 1) {
-                dot_tile(a, m, nb, valid, k0, kl, first, last, 1, 8);
-            }
+        size_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 4, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 4, 4);
+        }
+        if (M - m == 3) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 3, 4);
+            if (valid > 4) dot_tile(a, m, nb + 4, valid - 4, 0, K, 1, 1, 3, 4);
+        } else if (M - m == 2) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 2, 8);
+        } else if (M - m == 1) {
+            dot_tile(a, m, nb, valid, 0, K, 1, 1, 1, 8);
         }
     }
 }
@@ -197,73 +198,30 @@ static void linear_t_rows(const ec_linear_args *a, size_t n0, size_t n1) {
     }
 }
 
-/* ---- larger M, either layout: packed panels + 8x32 micro-kernel -------------
+/* ---- [K, N] weights, larger M: packed panels + 8x32 micro-kernel -------------
  *
  * For each K block and each 32-column panel, the panel of W is copied
- * (transposed, for [N, K] weights) into a stack buffer as PK rows of 32
+ * into a stack buffer as TK rows of 32
  * floats, then reused from L1 by every 8-row tile of x. The K block is the
- * outer loop so x's block stays in L2 across all panels. Panel sizes in bytes
- * match the AVX2 tier's (16 KiB for [N, K], 32 KiB for [K, N]).
+ * outer loop so x's block stays in L2 across all panels.
  */
-#define PK 128
 #define PW 32
 #define PR 8
 
-/* 16 rows of 16 floats -> 16 columns, in registers. */
-EC_INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]); /* a0 b0 a1 b1 per 128-bit lane */
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0)); /* a0 b0 c0 d0 */
-        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* u[4g + c] holds column c (+4, +8, +12 in lanes 1-3) of rows 4g..4g+3 */
-    for (int c = 0; c < 4; c++) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  /* cols c, c+8 of rows 0-7 */
-        const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-        const __m512 v2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);  /* cols c+4, c+12 */
-        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-        r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
-        r[c + 4] = _mm512_shuffle_f32x4(v2, v3, 0x88);
-        r[c + 12] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
-    }
-}
-
-/* panel[k][j] = W(nb + j, k0 + k) for j < valid, 0 for the missing columns. */
+/* panel[k][j] = W(k0 + k, nb + j) for j < valid, 0 for the missing columns. */
 static void pack_panel(const ec_linear_args *a, size_t nb, size_t valid, size_t k0, size_t kl, float *panel) {
-    const size_t N = a->n, K = a->k;
-    if (a->transposed) {
-        const float *w = a->w + k0 * N + nb;
-        if (valid == PW) {
-            for (size_t k = 0; k < kl; k++) {
-                _mm512_store_ps(panel + PW * k, _mm512_loadu_ps(w + k * N));
-                _mm512_store_ps(panel + PW * k + 16, _mm512_loadu_ps(w + k * N + 16));
-            }
-        } else {
-            const __mmask16 m0 = ec_mask_avx512(valid), m1 = ec_mask_avx512(valid > 16 ? valid - 16 : 0);
-            for (size_t k = 0; k < kl; k++) {
-                _mm512_store_ps(panel + PW * k, _mm512_maskz_loadu_ps(m0, w + k * N));
-                _mm512_store_ps(panel + PW * k + 16, _mm512_maskz_loadu_ps(m1, w + k * N + 16));
-            }
+    const size_t N = a->n;
+    const float *w = a->w + k0 * N + nb;
+    if (valid == PW) {
+        for (size_t k = 0; k < kl; k++) {
+            _mm512_store_ps(panel + PW * k, _mm512_loadu_ps(w + k * N));
+            _mm512_store_ps(panel + PW * k + 16, _mm512_loadu_ps(w + k * N + 16));
         }
-        return;
-    }
-    for (size_t jb = 0; jb < PW; jb += 16) {
-        const float *rows[16];
-        for (size_t i = 0; i < 16; i++) rows[i] = jb + i < valid ? a->w + (nb + jb + i) * K + k0 : NULL;
-        for (size_t k = 0; k < kl; k += 16) {
-            const size_t left = kl - k < 16 ? kl - k : 16;
-            const __mmask16 mask = ec_mask_avx512(left);
-            __m512 r[16];
-            for (int i = 0; i < 16; i++) r[i] = rows[i] ? _mm512_maskz_loadu_ps(mask, rows[i] + k) : _mm512_setzero_ps();
-            transpose16(r);
-            for (size_t i = 0; i < left; i++) _mm512_store_ps(panel + PW * (k + i) + jb, r[i]);
+    } else {
+        const __mmask16 m0 = ec_mask_avx512(valid), m1 = ec_mask_avx512(valid > 16 ? valid - 16 : 0);
+        for (size_t k = 0; k < kl; k++) {
+            _mm512_store_ps(panel + PW * k, _mm512_maskz_loadu_ps(m0, w + k * N));
+            _mm512_store_ps(panel + PW * k + 16, _mm512_maskz_loadu_ps(m1, w + k * N + 16));
         }
     }
 }
@@ -272,7 +230,20 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
                           const float *panel, int first, int last, const int MR) {
     const size_t K = a->k;
     __m512 acc[PR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    /* after the first K block the chain continues from y (not a block sum
+     * added to y): every output is one FMA chain over k in order, as in the
+     * row-streaming path, so its value does not depend on M */
+    if (first) {
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    } else {
+        const __mmask16 lo = (__mmask16)((1u << (valid < 16 ? valid : 16)) - 1u);
+        const __mmask16 hi = (__mmask16)(valid > 16 ? (1u << (valid - 16)) - 1u : 0u);
+        for (int i = 0; i < MR; i++) {
+            const float *yp = a->y + (m0 + i) * a->n + nb;
+            acc[i][0] = _mm512_maskz_loadu_ps(lo, yp);
+            acc[i][1] = _mm512_maskz_loadu_ps(hi, yp + 16);
+        }
+    }
     for (size_t k = 0; k < kl; k++) {
         const __m512 b0 = _mm512_load_ps(panel + PW * k), b1 = _mm512_load_ps(panel + PW * k + 16);
         for (int i = 0; i < MR; i++) {
@@ -285,20 +256,20 @@ EC_INLINE void micro_tile(const ec_linear_args *a, size_t m0, size_t nb, size_t 
      * `acc` addressable and stores it to the stack after every FMA */
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        store_cols_out(a, m0 + i, nb, valid < 16 ? valid : 16, acc[i][0], first, last);
-        if (valid > 16) store_cols_out(a, m0 + i, nb + 16, valid - 16, acc[i][1], first, last);
+        store_cols_out(a, m0 + i, nb, valid < 16 ? valid : 16, acc[i][0], 1, last);
+        if (valid > 16) store_cols_out(a, m0 + i, nb + 16, valid - 16, acc[i][1], 1, last);
     }
 }
 
 /* [K, N] weights are packed TW columns at a time, so each weight row is read
- * in 256-byte runs; [N, K] rows are contiguous along K already. */
+ * in 256-byte runs. */
 #define TW 64
 #define TK 128 /* K block for TW-wide packs: 32 KiB of panels */
 
 static void linear_packed(const ec_linear_args *a, size_t n0, size_t n1) {
     const size_t M = a->m, K = a->k;
-    const size_t width = a->transposed ? TW : PW, kc = a->transposed ? TK : PK;
-    float panels[TW * TK > PW * PK ? TW * TK : PW * PK] __attribute__((aligned(64)));
+    const size_t width = TW, kc = TK;
+    float panels[TW * TK] __attribute__((aligned(64)));
     for (size_t k0 = 0; k0 < K; k0 += kc) {
         const size_t kl = K - k0 < kc ? K - k0 : kc;
         const int first = k0 == 0, last = k0 + kl == K;
@@ -336,12 +307,8 @@ static void bias_only(const ec_linear_args *a, size_t n0, size_t n1) {
             store_cols(a, m, n, n1 - n < 16 ? n1 - n : 16, _mm512_setzero_ps(), 1, 1);
 }
 
-/* Smallest M that takes the packed path for [N, K] weights: the AVX2 tier's
- * measured crossover (not re-measured on AVX-512 hardware). */
-#define NT_PACK_MIN_M 8
-
 void ec_linear_f32_avx512(const ec_linear_args *a, size_t n0, size_t n1) {
     if (a->k == 0) bias_only(a, n0, n1);
     else if (a->transposed) (a->m <= 4 ? linear_t_rows : linear_packed)(a, n0, n1);
-    else (a->m < NT_PACK_MIN_M ? linear_nt : linear_packed)(a, n0, n1);
+    else linear_nt(a, n0, n1);
 }

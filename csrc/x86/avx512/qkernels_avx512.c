@@ -13,19 +13,62 @@
  */
 #include "../../common/qkernels.h"
 
+#define GEMM(type, suffix)                                                                                       \
+    void ec_qgemm_##type##_##suffix(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
+                                    size_t ws, float *y, size_t ldy);
+
+GEMM(q8_0, avx512)
+GEMM(q4_0, avx512)
+GEMM(q4_1, avx512)
+GEMM(q5_0, avx512)
+GEMM(q5_1, avx512)
+GEMM(q4_k, avx512)
+GEMM(q5_k, avx512)
+GEMM(q6_k, avx512)
+GEMM(f16, avx512)
+GEMM(bf16, avx512)
+#ifdef EC_BUILD_AVX512_VNNI
+GEMM(q8_0, avx512_vnni)
+GEMM(q4_0, avx512_vnni)
+GEMM(q4_1, avx512_vnni)
+GEMM(q5_0, avx512_vnni)
+GEMM(q5_1, avx512_vnni)
+#endif
+void ec_dequant_f16_avx512(const void *w, float *out, size_t k);
+void ec_dequant_bf16_avx512(const void *w, float *out, size_t k);
+void ec_dequant_q8_0_avx512(const void *w, float *out, size_t k);
+void ec_dequant_q4_0_avx512(const void *w, float *out, size_t k);
+void ec_dequant_q4_1_avx512(const void *w, float *out, size_t k);
+
 static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_AVX512_VNNI
     /* variants that need AVX-512 VNNI (sources in csrc/x86/avx512/vnni/) */
+    {EC_WT_Q8_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q8_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q4_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q4_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_1_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q5_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_0_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 4, 16, NULL},
 #endif
 #ifdef EC_BUILD_AVX512_BF16
     /* variants that need AVX512-BF16 (sources in csrc/x86/avx512/bf16/) */
 #endif
+    /* f16 / bf16: 4 x 4 tiles of 16-lane FMA accumulators (qhalf_avx512.c) */
+    {EC_WT_F16, 0, ec_qgemm_f16_avx512, 4, 4, ec_dequant_f16_avx512},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_avx512, 4, 4, ec_dequant_bf16_avx512},
+    /* 4 x rows by 16 weight rows: one accumulator per x row, a column per lane */
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx512, 4, 16, ec_dequant_q8_0_avx512},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx512, 4, 16, ec_dequant_q4_0_avx512},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx512, 4, 16, ec_dequant_q4_1_avx512},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx512, 4, 16, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx512, 4, 16, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx512, 4, 16, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx512, 4, 16, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx512, 4, 16, NULL},
     EC_QVARIANT_END,
 };
 
-static const ec_actq_variant activations[] = {
-    EC_ACTQ_END,
-};
+/* activation quantizers: actquant_avx512.c */
+extern const ec_actq_variant ec_actq_avx512[];
 
-const ec_tier_qkernels ec_qkernels_avx512 = {weights, activations, NULL, NULL};
+const ec_tier_qkernels ec_qkernels_avx512 = {weights, ec_actq_avx512, NULL, NULL};

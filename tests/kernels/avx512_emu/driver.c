@@ -18,6 +18,7 @@
 
 #define EC_BUILD_AVX512 1
 #include "common/internal.h"
+#include "common/qkernels.h"
 
 #define EMU_OK 0
 #define EMU_FAULT 1    /* the kernel touched memory outside its buffers */
@@ -451,4 +452,141 @@ int emu_attention(int tier, const float *q, size_t m, size_t n_heads, void *k_ca
     c.attend = 1;
     const size_t rows = m * n_heads * head_dim * 4;
     return run_paged(tier, &c, k_cache, v_cache, table, starts, pos0, (void *)q, rows, out, rows, rc);
+}
+
+/* ---- weight-type micro-kernels (csrc/common/qkernels.h) ---------------------
+ *
+ * The tiers' tables are read as they are, so every line added to
+ * qkernels_avx512.c (the VNNI and BF16 ones included: the harness compiles
+ * their folders too) is reachable by index without touching this file.
+ */
+
+static const ec_tier_qkernels *qtier(int tier) {
+    if (tier == EC_TIER_SCALAR) return &ec_qkernels_scalar;
+    if (tier == EC_TIER_AVX512) return &ec_qkernels_avx512;
+    return NULL;
+}
+
+/* Line `i` of the tier's weight table: info = {wtype, features, has gemm,
+ * mr, nr, has dequant}. Returns -1 past the end. */
+int emu_qline(int tier, int i, int *info) {
+    const ec_tier_qkernels *t = qtier(tier);
+    if (!t || i < 0) return -1;
+    for (int j = 0; j <= i; j++)
+        if (t->weights[j].wtype < 0) return -1;
+    const ec_qvariant *v = &t->weights[i];
+    info[0] = v->wtype;
+    info[1] = (int)v->features;
+    info[2] = v->gemm != NULL;
+    info[3] = v->mr;
+    info[4] = v->nr;
+    info[5] = v->dequant != NULL;
+    return 0;
+}
+
+/* Line `i` of the tier's activation table: info = {format, features}. */
+int emu_qactline(int tier, int i, int *info) {
+    const ec_tier_qkernels *t = qtier(tier);
+    if (!t || i < 0) return -1;
+    for (int j = 0; j <= i; j++)
+        if (t->activations[j].format < 0) return -1;
+    info[0] = t->activations[i].format;
+    info[1] = (int)t->activations[i].features;
+    return 0;
+}
+
+typedef struct {
+    ec_qgemm_fn fn;
+    size_t k, m, n, xs, ws, mr, nr;
+    const char *x, *w;
+    float *y;
+} qgemm_call;
+
+/* The whole [m, n] output in mr x nr tiles, column blocks outermost, with
+ * the short tiles at the ends, as the linear driver calls them. */
+static void qgemm_body(void *ctx) {
+    const qgemm_call *c = ctx;
+    for (size_t j = 0; j < c->n; j += c->nr)
+        for (size_t i = 0; i < c->m; i += c->mr) {
+            const size_t mt = c->m - i < c->mr ? c->m - i : c->mr, nt = c->n - j < c->nr ? c->n - j : c->nr;
+            c->fn(c->k, mt, nt, c->x + i * c->xs, c->xs, c->w + j * c->ws, c->ws, c->y + i * c->n + j, c->n);
+        }
+}
+
+/* y [m, n] = x (m rows of xs bytes, the type's activation format) times the
+ * n weight rows (ws bytes each), by line `line`'s gemm in tiles of at most
+ * mr x nr (a smaller tile than the line's exercises the tails). */
+int emu_qgemm(int tier, int line, size_t k, size_t m, size_t n, const void *x, size_t xs, const void *w, size_t ws,
+              float *y, size_t mr, size_t nr) {
+    int info[6];
+    if (emu_qline(tier, line, info) || !info[2]) return EMU_NO_TIER;
+    if (mr < 1 || mr > (size_t)info[3] || nr < 1 || nr > (size_t)info[4]) return EMU_NO_TIER;
+    qgemm_call c = {qtier(tier)->weights[line].gemm, k, m, n, xs, ws, mr, nr, NULL, NULL, NULL};
+    guard_set s = {{(void *)x, (void *)w, y}, {m * xs, n * ws, m * n * sizeof(float)}, {{0}}, {0}, 3};
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&s) == 0) {
+        c.x = s.p[0];
+        c.w = s.p[1];
+        c.y = s.p[2];
+        ret = run_guarded(qgemm_body, &c) ? EMU_FAULT : EMU_OK;
+    }
+    unguard_all(&s);
+    return ret;
+}
+
+typedef struct {
+    ec_dequant_fn fn;
+    const void *w;
+    float *out;
+    size_t k;
+} qdequant_call;
+
+static void qdequant_body(void *ctx) {
+    const qdequant_call *c = ctx;
+    c->fn(c->w, c->out, c->k);
+}
+
+/* One weight row of k elements (row_bytes) -> out, by line `line`'s dequantizer. */
+int emu_qdequant(int tier, int line, const void *w, size_t row_bytes, float *out, size_t k) {
+    int info[6];
+    if (emu_qline(tier, line, info) || !info[5]) return EMU_NO_TIER;
+    qdequant_call c = {qtier(tier)->weights[line].dequant, NULL, NULL, k};
+    guard_set s = {{(void *)w, out}, {row_bytes, k * sizeof(float)}, {{0}}, {0}, 2};
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&s) == 0) {
+        c.w = s.p[0];
+        c.out = s.p[1];
+        ret = run_guarded(qdequant_body, &c) ? EMU_FAULT : EMU_OK;
+    }
+    unguard_all(&s);
+    return ret;
+}
+
+typedef struct {
+    ec_actquant_fn fn;
+    const float *x;
+    char *out;
+    size_t m, k, row_bytes;
+} qact_call;
+
+static void qact_body(void *ctx) {
+    const qact_call *c = ctx;
+    for (size_t i = 0; i < c->m; i++) c->fn(c->x + i * c->k, c->out + i * c->row_bytes, c->k);
+}
+
+/* m rows of k floats -> their activation blocks (row_bytes each), by line
+ * `line` of the tier's activation table. */
+int emu_qactquant(int tier, int line, const float *x, size_t m, size_t k, void *out, size_t row_bytes) {
+    int info[2];
+    if (emu_qactline(tier, line, info)) return EMU_NO_TIER;
+    qact_call c = {qtier(tier)->activations[line].quantize, NULL, NULL, m, k, row_bytes};
+    guard_set s = {{(void *)x, out}, {m * k * sizeof(float), m * row_bytes}, {{0}}, {0}, 2};
+    int ret = EMU_NO_MEMORY;
+    if (guard_all(&s) == 0) {
+        c.x = s.p[0];
+        c.out = s.p[1];
+        ret = run_guarded(qact_body, &c) ? EMU_FAULT : EMU_OK;
+    }
+    unguard_all(&s);
+    return ret;
 }

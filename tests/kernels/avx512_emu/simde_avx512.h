@@ -137,6 +137,94 @@ EMU_INLINE simde__m512 emu_mm512_permute_ps(simde__m512 a, int imm) {
     return simde__m512_from_private(r);
 }
 
+/* ---- integer arithmetic (the weight-type micro-kernels) ----------------- */
+
+/* SIMDe 0.7.4's alias for _mm512_madd_epi16 takes the masked form's four
+ * arguments; VPMADDWD is the AVX2 instruction on each half */
+EMU_INLINE simde__m512i emu_mm512_madd_epi16(simde__m512i a, simde__m512i b) {
+    const simde__m512i_private pa = simde__m512i_to_private(a), pb = simde__m512i_to_private(b);
+    simde__m512i_private r;
+    r.m256i[0] = _mm256_madd_epi16(pa.m256i[0], pb.m256i[0]);
+    r.m256i[1] = _mm256_madd_epi16(pa.m256i[1], pb.m256i[1]);
+    return simde__m512i_from_private(r);
+}
+
+/* VPMOVDW: the low 16 bits of each of 16 dwords */
+EMU_INLINE __m256i emu_mm512_cvtepi32_epi16(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint16_t lanes[16];
+    for (int i = 0; i < 16; i++) lanes[i] = (uint16_t)a.i32[i];
+    return _mm256_loadu_si256((const __m256i *)lanes);
+}
+
+/* VCVTDQ2PS: each half is the AVX conversion (rounding per MXCSR) */
+EMU_INLINE simde__m512 emu_mm512_cvtepi32_ps(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    simde__m512_private r;
+    r.m256[0] = _mm256_cvtepi32_ps(a.m256i[0]);
+    r.m256[1] = _mm256_cvtepi32_ps(a.m256i[1]);
+    return simde__m512_from_private(r);
+}
+
+/* the sum tree of GCC's _mm512_reduce_add_ps: halves, then quarters, then
+ * lanes (2,3)+(0,1), then 0+1 (SIMDe 0.7.4 has none) */
+EMU_INLINE float emu_mm512_reduce_add_ps(simde__m512 v) {
+    const simde__m512_private a = simde__m512_to_private(v);
+    const __m256 h = _mm256_add_ps(a.m256[1], a.m256[0]);
+    const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+    const __m128 p = _mm_add_ps(q, _mm_shuffle_ps(q, q, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(p) + _mm_cvtss_f32(_mm_shuffle_ps(p, p, 1));
+}
+
+/* VPMOVSXBD: 16 int8 -> int32, the AVX2 conversion of each 8 */
+EMU_INLINE simde__m512i emu_mm512_cvtepi8_epi32(__m128i q) {
+    simde__m512i_private r;
+    r.m256i[0] = _mm256_cvtepi8_epi32(q);
+    r.m256i[1] = _mm256_cvtepi8_epi32(_mm_srli_si128(q, 8));
+    return simde__m512i_from_private(r);
+}
+
+/* VPMOVDB: the low byte of each of 16 dwords */
+EMU_INLINE __m128i emu_mm512_cvtepi32_epi8(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint8_t lanes[16];
+    for (int i = 0; i < 16; i++) lanes[i] = (uint8_t)a.i32[i];
+    return _mm_loadu_si128((const __m128i *)lanes);
+}
+
+/* the largest of 16 lanes (VMAXPS semantics: the second operand when
+ * either is NaN; the kernels only call it on NaN-free vectors) */
+EMU_INLINE float emu_mm512_reduce_max_ps(simde__m512 v) {
+    const simde__m512_private a = simde__m512_to_private(v);
+    float m = a.f32[0];
+    for (int i = 1; i < 16; i++) m = m > a.f32[i] ? m : a.f32[i];
+    return m;
+}
+
+EMU_INLINE int emu_mm512_reduce_add_epi32(simde__m512i v) {
+    const simde__m512i_private a = simde__m512i_to_private(v);
+    uint32_t s = 0; /* wraps like the hardware */
+    for (int i = 0; i < 16; i++) s += (uint32_t)a.i32[i];
+    return (int)s;
+}
+
+#undef _mm512_reduce_add_epi32
+#define _mm512_reduce_add_epi32(v) emu_mm512_reduce_add_epi32(v)
+#undef _mm512_cvtepi32_epi8
+#undef _mm512_reduce_max_ps
+#define _mm512_cvtepi32_epi8(v) emu_mm512_cvtepi32_epi8(v)
+#define _mm512_reduce_max_ps(v) emu_mm512_reduce_max_ps(v)
+#undef _mm512_cvtepi8_epi32
+#define _mm512_cvtepi8_epi32(q) emu_mm512_cvtepi8_epi32(q)
+#undef _mm512_reduce_add_ps
+#define _mm512_reduce_add_ps(v) emu_mm512_reduce_add_ps(v)
+#undef _mm512_cvtepi32_ps
+#define _mm512_cvtepi32_ps(v) emu_mm512_cvtepi32_ps(v)
+#undef _mm512_madd_epi16
+#undef _mm512_cvtepi32_epi16
+#define _mm512_madd_epi16(a, b) emu_mm512_madd_epi16((a), (b))
+#define _mm512_cvtepi32_epi16(v) emu_mm512_cvtepi32_epi16(v)
+
 #undef _mm512_maskz_loadu_ps
 #undef _mm512_mask_loadu_ps
 #undef _mm512_mask_storeu_ps

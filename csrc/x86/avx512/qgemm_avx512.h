@@ -1,0 +1,202 @@
+/*
+ * The avx512 gemm micro-kernels for the 32-element block types (q8_0, q4_0,
+ * q4_1, q5_0, q5_1), shared by the plain tier (qgemm_avx512.c) and the
+ * AVX-512 VNNI variants (vnni/qgemm_avx512_vnni.c): the includer defines
+ * EC_Q_VNNI to 0 or 1 and the name suffix, nothing else differs.
+ *
+ * Layout: one call computes up to QMR x rows by QNR = 16 weight rows
+ * (output columns), and a 512-bit accumulator holds one x row's 16 outputs,
+ * one column per lane. Per block of K, each lane gets the block's exact
+ * integer dot product isum and then does the scalar kernel's float work,
+ * in its order:
+ *
+ *   acc += (dw dx) isum              (+ (mw dx) xsum for q4_1, q5_1)
+ *
+ * so every output is bitwise what qgemm_scalar.c gives, and depends only on
+ * its own x row, weight row and k (M-, tile- and thread-invariant).
+ *
+ * The integer dot products: the 16 columns are read as four "groups" of
+ * four; group r holds columns r, 4 + r, 8 + r, 12 + r in its 128-bit lanes
+ * 0..3, 16 quant bytes per lane (block elements 0..15 in one register,
+ * 16..31 in another). x's elements 0..15 (16..31) are broadcast to all four
+ * lanes, so one multiply-add serves four columns; a group ends with four
+ * int32 partial sums per lane, and reduce_groups() folds the four groups
+ * into one vector of 16 sums in column order. The products are u8 x s8
+ * (vpmaddubsw, or vpdpbusd with VNNI): 4- and 5-bit codes are unsigned;
+ * q4_0 / q5_0 subtract their offset afterwards as 8 xsum / 16 xsum (exact);
+ * q8_0 takes |w| and moves w's sign onto x (x is in [-127, 127], so negating
+ * it is exact, and |w| <= 128 fits u8; pair sums <= 2 * 128 * 127 fit
+ * int16).
+ *
+ * Tails: columns past nr read weight row 0 again (always in bounds) and are
+ * not stored; rows past mr are never touched.
+ */
+#ifndef EDGECORE_QGEMM_AVX512_H
+#define EDGECORE_QGEMM_AVX512_H
+
+#include <immintrin.h>
+
+#include "../../common/qblocks.h"
+#include "../../common/qkernels.h"
+
+#ifndef EC_Q_VNNI
+#error "define EC_Q_VNNI (0 or 1) before including qgemm_avx512.h"
+#endif
+
+#define EC_INLINE static inline __attribute__((always_inline))
+#define QNR 16
+#define QMR 4
+
+enum { QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1 };
+
+/* 16 bytes at p[r + 4 l] + off into 128-bit lane l, for l = 0..3. */
+EC_INLINE __m512i load_group(const uint8_t *const *p, int r, size_t off) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[r] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[4 + r] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[8 + r] + off)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[12 + r] + off)), 3);
+}
+
+/* Dword 0 of every lane of groups 0..3 -> 16 dwords in column order. */
+EC_INLINE __m512i first_dwords(const __m512i g[4]) {
+    return _mm512_unpacklo_epi64(_mm512_unpacklo_epi32(g[0], g[1]), _mm512_unpacklo_epi32(g[2], g[3]));
+}
+
+/* Four int32 partial sums per lane in groups 0..3 -> 16 sums in column order. */
+EC_INLINE __m512i reduce_groups(const __m512i q[4]) {
+    const __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(q[0], q[1]), _mm512_unpackhi_epi32(q[0], q[1]));
+    const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(q[2], q[3]), _mm512_unpackhi_epi32(q[2], q[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* The f16 in the low (high) half of each dword -> float32 (exact). */
+EC_INLINE __m512 f16_low(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+EC_INLINE __m512 f16_high(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
+
+/* sum over 4 consecutive bytes of u8 a times s8 b, per int32 lane, plus acc */
+EC_INLINE __m512i dot_u8s8(__m512i acc, __m512i a, __m512i b) {
+#if EC_Q_VNNI
+    return _mm512_dpbusd_epi32(acc, a, b);
+#else
+    const __m512i pairs = _mm512_maddubs_epi16(a, b);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+#endif
+}
+
+/* Bit 4 of the 5-bit codes: byte j of lane l of the result has bit j (lo)
+ * or bit 16 + j (hi) of the column's qh, which sits at byte qh_at of its
+ * lane in hdr. */
+EC_INLINE __m512i fifth_bits(__m512i hdr, int qh_at, int high) {
+    const int b = qh_at + 2 * high;
+    const __m512i spread =
+        _mm512_set_epi8(b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b, b, b, b, b, b, b, b, b + 1, b + 1,
+                        b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b, b, b, b, b, b, b, b, b + 1, b + 1, b + 1, b + 1,
+                        b + 1, b + 1, b + 1, b + 1, b, b, b, b, b, b, b, b, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1,
+                        b + 1, b + 1, b, b, b, b, b, b, b, b);
+    const __m512i bit = _mm512_set1_epi64(0x8040201008040201ll);
+    const __mmask64 set = _mm512_test_epi8_mask(_mm512_shuffle_epi8(hdr, spread), bit);
+    return _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(0x10));
+}
+
+/* One block of 16 columns, decoded: codes for elements 0..15 (lo) and
+ * 16..31 (hi) per group, and the f16 scale fields. */
+typedef struct {
+    __m512i lo[4], hi[4];
+    __m512 d, m;
+} qblock16;
+
+EC_INLINE void decode_block(int t, const uint8_t *const *p, size_t off, qblock16 *q) {
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    __m512i hdr[4];
+    for (int r = 0; r < 4; r++) {
+        hdr[r] = load_group(p, r, off);
+        if (t == QT_Q8_0) {
+            q->lo[r] = load_group(p, r, off + 2);
+            q->hi[r] = load_group(p, r, off + 18);
+            continue;
+        }
+        const size_t qs = t == QT_Q4_0 ? 2 : t == QT_Q4_1 ? 4 : t == QT_Q5_0 ? 6 : 8;
+        const __m512i v = load_group(p, r, off + qs);
+        q->lo[r] = _mm512_and_si512(v, nib);
+        q->hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+        if (t == QT_Q5_0 || t == QT_Q5_1) {
+            const int qh_at = t == QT_Q5_0 ? 2 : 4;
+            q->lo[r] = _mm512_or_si512(q->lo[r], fifth_bits(hdr[r], qh_at, 0));
+            q->hi[r] = _mm512_or_si512(q->hi[r], fifth_bits(hdr[r], qh_at, 1));
+        }
+    }
+    const __m512i s = first_dwords(hdr);
+    q->d = f16_low(s);
+    q->m = f16_high(s); /* q4_1, q5_1: m follows d; unused otherwise */
+}
+
+/* acc += this block's contribution for one x block, the scalar kernel's ops. */
+EC_INLINE __m512 block_row(int t, const qblock16 *q, const ec_act_q8_32 *xb, __m512 acc) {
+    const __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->q));
+    const __m512i xhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb->q + 16)));
+    __m512i part[4];
+    for (int r = 0; r < 4; r++) {
+        if (t == QT_Q8_0) {
+            /* |w| x (x with w's sign) */
+            const __m512i zero = _mm512_setzero_si512();
+            const __m512i slo = _mm512_mask_sub_epi8(xlo, _mm512_movepi8_mask(q->lo[r]), zero, xlo);
+            const __m512i shi = _mm512_mask_sub_epi8(xhi, _mm512_movepi8_mask(q->hi[r]), zero, xhi);
+            part[r] = dot_u8s8(zero, _mm512_abs_epi8(q->lo[r]), slo);
+            part[r] = dot_u8s8(part[r], _mm512_abs_epi8(q->hi[r]), shi);
+        } else {
+#if EC_Q_VNNI
+            part[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q->lo[r], xlo), q->hi[r], xhi);
+#else
+            /* 4- and 5-bit codes: four products <= 4 * 31 * 127 fit int16 */
+            const __m512i pairs =
+                _mm512_add_epi16(_mm512_maddubs_epi16(q->lo[r], xlo), _mm512_maddubs_epi16(q->hi[r], xhi));
+            part[r] = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+#endif
+        }
+    }
+    __m512i isum = reduce_groups(part);
+    if (t == QT_Q4_0) isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(8 * xb->sum));
+    if (t == QT_Q5_0) isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(16 * xb->sum));
+    const __m512 xd = _mm512_set1_ps(xb->d);
+    __m512 v = _mm512_mul_ps(_mm512_mul_ps(q->d, xd), _mm512_cvtepi32_ps(isum));
+    if (t == QT_Q4_1 || t == QT_Q5_1)
+        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_mul_ps(q->m, xd), _mm512_set1_ps((float)xb->sum)));
+    return _mm512_add_ps(acc, v);
+}
+
+/* The whole tile for a constant mr (the accumulators stay in registers). */
+EC_INLINE void gemm32_tile(int t, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
+                           size_t ws, float *y, size_t ldy) {
+    static const size_t block_bytes[] = {34, 18, 20, 22, 24};
+    const size_t bb = block_bytes[t];
+    const uint8_t *p[QNR];
+    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
+    __m512 acc[QMR];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / 32; b++) {
+        qblock16 q;
+        decode_block(t, p, b * bb, &q);
+        for (size_t i = 0; i < mr; i++)
+            acc[i] = block_row(t, &q, (const ec_act_q8_32 *)((const char *)x + i * xs) + b, acc[i]);
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+EC_INLINE void gemm32(int t, size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                      float *y, size_t ldy) {
+    switch (mr) {
+    case 1: gemm32_tile(t, 1, k, nr, x, xs, w, ws, y, ldy); break;
+    case 2: gemm32_tile(t, 2, k, nr, x, xs, w, ws, y, ldy); break;
+    case 3: gemm32_tile(t, 3, k, nr, x, xs, w, ws, y, ldy); break;
+    default: gemm32_tile(t, 4, k, nr, x, xs, w, ws, y, ldy); break;
+    }
+}
+
+#define EC_QGEMM32_AVX512(type, tag, suffix)                                                                 \
+    void ec_qgemm_##type##_##suffix(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
+                                    size_t ws, float *y, size_t ldy) {                                       \
+        gemm32(tag, k, mr, nr, x, xs, w, ws, y, ldy);                                                        \
+    }
+
+#endif /* EDGECORE_QGEMM_AVX512_H */
