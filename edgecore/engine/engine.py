@@ -29,6 +29,7 @@ from edgecore.engine.experts import ExpertLayers, ExpertStats
 from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
+from edgecore.engine.weight import ACT_PRECISIONS
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
 from edgecore.models import Model, ModelError
 from edgecore.models.detokenize import StopText
@@ -37,6 +38,7 @@ from edgecore.planner import CostModel, Plan, device_rates, plan_model
 
 DEFAULT_CONTEXT = 2048
 DEFAULT_STEP_TOKENS = 256
+DEFAULT_ACT_PRECISION = "q8x2"
 
 
 @dataclass
@@ -48,7 +50,7 @@ class GenerationStats:
     decode_tokens_per_s: float | None
     peak_rss_bytes: int | None  # process peak RSS during the call (VmHWM after a reset)
     peak_rss_is_call_peak: bool  # False if the kernel could not reset the peak (then it is the process peak)
-    weight_bytes_loaded: int  # float32 weight bytes brought in during the call (streaming)
+    weight_bytes_loaded: int  # weight bytes (stored type) brought in during the call (streaming)
     finish_reason: str  # length | eos | stop | cancelled
     strategy: str
     groups: int
@@ -78,11 +80,13 @@ class GenerationResult:
 
 
 class Engine:
-    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) under a
-    memory budget.
+    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) or a
+    GGUF file (architectures llama, with or without experts, and gpt2)
+    under a memory budget, weights in their stored type.
 
-    model_dir: a model directory, a built-in model name ("demo",
-    "demo-moe"), or None for the default demo model. memory_budget: bytes
+    model_dir: a model directory, a .gguf file, a registry name
+    (`edgecore models`), a built-in model name ("demo", "demo-moe"), or
+    None for the default demo model. memory_budget: bytes
     (int) or a size string ("512M"); None = no limit. strategy: sequential,
     greedy, speculative or auto. threads: kernel threads (process-wide, as
     edgecore.set_num_threads). context: KV cache capacity in tokens
@@ -95,12 +99,20 @@ class Engine:
     which expert a full cache evicts (lru, lfu, affinity). cache_bonus: a
     logit bonus for experts already in memory (0, the default, routes
     exactly as the model does; > 0 trades fidelity for fewer loads).
+
+    act_precision: how block-quantized weights (GGUF q8_0, q4_1, q4_k, ...)
+    take their input: "q8x2" (default) quantizes it to 8 bits plus an 8-bit
+    residual, ~250x less input error for little decode cost (prefill
+    computes twice); "q8" is one 8-bit pass, as llama.cpp (engine/weight.py).
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
                  strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
                  step_tokens: int | None = None, expert_capacity: int | None = None, expert_policy: str = "lru",
-                 cache_bonus: float = 0.0):
+                 cache_bonus: float = 0.0, act_precision: str = DEFAULT_ACT_PRECISION):
+        if act_precision not in ACT_PRECISIONS:
+            raise ValueError(f"act_precision must be one of {', '.join(ACT_PRECISIONS)}; got {act_precision!r}")
+        self.act_precision = act_precision
         if threads is not None:
             ops.set_num_threads(threads)
         budget = None if memory_budget is None else parse_size(memory_budget)
@@ -136,7 +148,8 @@ class Engine:
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")
         self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool,
-                                     experts_cached=bool(self.plan.expert_capacity))
+                                     experts_cached=bool(self.plan.expert_capacity),
+                                     refine=self.act_precision == "q8x2")
         self.experts: ExpertLayers | None = None
         if self.plan.expert_capacity:
             self.experts = ExpertLayers(
@@ -149,7 +162,7 @@ class Engine:
         self._kv = [(self.pool.allocate(kv_shape, label=f"kv.{i}.k"), self.pool.allocate(kv_shape, label=f"kv.{i}.v"))
                     for i in blocks]
         self.cache = L.KVCache([k.array for k, _ in self._kv], [v.array for _, v in self._kv])
-        self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
+        self.rope = L.Rope(spec.rope.inv_freq(), self.context, spec.rope.interleaved) if spec.rope else None
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one sequence at a time: the KV cache is shared
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, from position 0
