@@ -164,6 +164,7 @@ class Engine:
         self.kv = PagedKV(self.pool, blocks, spec.num_kv_heads, spec.head_dim, pages=kv_pages,
                           page_tokens=page_tokens, kv_dtype=kv_dtype, context=self.context)
         self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
+        self._ws = L.Workspace(spec, self.step_tokens)  # every layer's intermediates, reused
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one step at a time: weights stream per step
         self._seq = self.kv.new_sequence()  # generate/forward's own sequence
@@ -397,7 +398,7 @@ class Engine:
         row's and returns it."""
         spec, plan, rt = self.spec, self.plan, self.runtime
         streamed = [i for i, g in enumerate(plan.groups) if not g.pinned]
-        x = logits = None
+        x = delta = logits = None  # delta: the last block's output, added to x by the next norm
         for gi, group in enumerate(plan.groups):
             if not group.pinned:
                 self._acquire_group(gi)
@@ -410,11 +411,11 @@ class Engine:
                 if layer.kind == "embed":
                     x = self._embed(batch)
                 elif layer.kind == "block":
-                    x = self._block(rt.layer_weights(li), x, li, layer.index, batch)
+                    delta = self._block(rt.layer_weights(li), x, delta, li, layer.index, batch)
                 elif logits_out is None:
-                    logits = L.head(spec, rt.layer_weights(li), x[batch.last])
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, batch.last)
                 else:
-                    logits = L.head(spec, rt.layer_weights(li), x, out=logits_out)
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, out=logits_out)
             if not group.pinned:
                 rt.unload_layers(group.layers)
         return logits
@@ -426,17 +427,19 @@ class Engine:
             x += self.runtime.gather_rows(lay["wpe"].name, batch.positions)
         return x
 
-    def _block(self, w: dict, x: np.ndarray, li: int, index: int, batch: StepBatch) -> np.ndarray:
-        """li: the layer's index in the graph; index: its block number."""
-        if self.spec.family == "gpt2":
-            return L.gpt2_block(self.spec, w, x, self.kv, index, batch)
-        if self.spec.is_moe:
+    def _block(self, w: dict, x: np.ndarray, delta, li: int, index: int, batch: StepBatch) -> np.ndarray:
+        """li: the layer's index in the graph; index: its block number. x is
+        updated in place; returns the block's output (the next delta)."""
+        spec, kv, ws = self.spec, self.kv, self._ws
+        if spec.family == "gpt2":
+            return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
+        if spec.is_moe:
             if self.experts is None:
-                return mixtral_block(self.spec, w, self.rope, x, self.kv, index, batch)
+                return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
             ex = self.experts
-            return mixtral_block(self.spec, w, self.rope, x, self.kv, index, batch,
+            return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws,
                                  experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
-        return L.llama_block(self.spec, w, self.rope, x, self.kv, index, batch)
+        return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
 
     def _acquire_group(self, gi: int) -> None:
         future = self._pending.pop(gi, None)

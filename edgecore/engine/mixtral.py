@@ -14,7 +14,7 @@ import numpy as np
 from edgecore import ops
 from edgecore.engine.batch import StepBatch
 from edgecore.engine.kv import PagedKV
-from edgecore.engine.layers import Rope, llama_attention, swiglu
+from edgecore.engine.layers import Rope, Workspace, llama_attention, swiglu
 from edgecore.models.spec import ModelSpec
 
 
@@ -45,10 +45,11 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
     return out, logits
 
 
-def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int, batch: StepBatch,
-                  experts=None, route=None) -> np.ndarray:
-    a = llama_attention(spec, w, rope, x, kv, layer, batch)
-    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a)  # x += a first
+def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
+                  batch: StepBatch, ws: Workspace, experts=None, route=None) -> np.ndarray:
+    """x += delta, attention, x += its output, then the sparse MLP; returns
+    the MLP output (the next delta)."""
+    a = llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
+    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a, out=ws("h", x.shape[0]))
     out, _ = moe_mlp(spec, w, h, experts, route)
-    x += out
-    return x
+    return out
