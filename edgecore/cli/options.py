@@ -26,6 +26,8 @@ RUN_OPTIONS = {
     "threads": (int, "kernel threads (default: usable CPUs)"),
     "context": (int, "KV cache capacity in tokens (default: the model's, at most 2048)"),
     "step_tokens": (int, "most tokens per forward step; longer prompts prefill in chunks"),
+    "kv_dtype": (str, "KV cache element type: f16 (default, half the memory) or f32"),
+    "kv_pages": (int, "KV cache pages of 16 tokens (default: one sequence of the whole context)"),
     "expert_capacity": (int, "MoE: experts per layer kept in memory (default: the planner's choice under the budget)"),
     "expert_policy": (str, "MoE: which expert a full expert cache evicts: lru (default), lfu, affinity"),
     "cache_bonus": (float, "MoE: logit bonus for experts already in memory (default 0: route exactly as the model)"),

@@ -25,7 +25,9 @@ import numpy as np
 
 from edgecore import ops
 from edgecore.engine import layers as L
+from edgecore.engine.batch import StepBatch, build_batch, check_items
 from edgecore.engine.experts import ExpertLayers, ExpertStats
+from edgecore.engine.kv import DEFAULT_PAGE_TOKENS, KVSequence, PagedKV, check_kv_dtype, kv_cache_bytes
 from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
@@ -94,6 +96,13 @@ class Engine:
     tokens one forward step processes (longer prompts are prefilled in
     chunks; bounds activation memory).
 
+    The KV cache is paged (engine/kv.py): `kv_pages` pages (default: enough
+    for one sequence of the whole context) of `page_tokens` tokens, K and V
+    in `kv_dtype` ("f16" or "f32"), counted in the plan and the budget.
+    `engine.kv` hands out sequences and pages; `engine.step` runs a batch of
+    sequences together (the server's path); generate and forward run on the
+    same step with the engine's own sequence.
+
     MoE models whose experts do not all fit keep C experts per layer in an
     expert cache (C chosen by the planner, or expert_capacity). expert_policy:
     which expert a full cache evicts (lru, lfu, affinity). cache_bonus: a
@@ -109,21 +118,25 @@ class Engine:
     def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
                  strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
                  step_tokens: int | None = None, expert_capacity: int | None = None, expert_policy: str = "lru",
-                 cache_bonus: float = 0.0, act_precision: str = DEFAULT_ACT_PRECISION):
+                 cache_bonus: float = 0.0, act_precision: str = DEFAULT_ACT_PRECISION, kv_dtype: str = "f16",
+                 kv_pages: int | None = None, page_tokens: int = DEFAULT_PAGE_TOKENS):
         if act_precision not in ACT_PRECISIONS:
             raise ValueError(f"act_precision must be one of {', '.join(ACT_PRECISIONS)}; got {act_precision!r}")
         self.act_precision = act_precision
+        check_kv_dtype(kv_dtype)
         if threads is not None:
             ops.set_num_threads(threads)
         budget = None if memory_budget is None else parse_size(memory_budget)
         self.model = Model(model_dir)
         try:
-            self._setup(budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus)
+            self._setup(budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus,
+                        kv_dtype, kv_pages, page_tokens)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus) -> None:
+    def _setup(self, budget, strategy, context, step_tokens, expert_capacity, expert_policy, cache_bonus,
+               kv_dtype, kv_pages, page_tokens) -> None:
         spec = self.model.spec
         _check_expert_options(spec, expert_capacity, expert_policy, cache_bonus)
         self.spec = spec
@@ -136,14 +149,18 @@ class Engine:
             raise ValueError(f"context {self.context} exceeds the model's sliding_window ({spec.sliding_window}); "
                              f"windowed attention is not implemented, pass context <= {spec.sliding_window}")
         self.step_tokens = min(_positive("step_tokens", step_tokens, DEFAULT_STEP_TOKENS), self.context)
+        page_tokens = _positive("page_tokens", page_tokens, DEFAULT_PAGE_TOKENS)
+        kv_pages = _positive("kv_pages", kv_pages, -(-self.context // page_tokens))
         graph = self.model.graph
+        blocks = sum(1 for layer in graph.layers if layer.kind == "block")
+        kv_bytes = kv_cache_bytes(blocks, spec.num_kv_heads, spec.head_dim, kv_pages, page_tokens, kv_dtype)
         cost = None
         if strategy == "auto" and budget is not None and graph.total_weight_bytes(self.step_tokens) + \
-                graph.kv_bytes_per_token * self.context > budget:
+                kv_bytes > budget:
             cost = CostModel(device_rates())  # only needed when the strategies differ
         self.plan: Plan = plan_model(graph, budget, expert_capacity=expert_capacity, context_tokens=self.context,
                                      step_tokens=self.step_tokens, strategy=strategy, all_logits=False,
-                                     cost_model=cost)
+                                     cost_model=cost, kv_bytes=kv_bytes)
         self.pool = MemoryPool(budget)
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")
@@ -157,15 +174,14 @@ class Engine:
                 num_experts=spec.num_experts, top_k=spec.experts_per_token, intermediate=spec.intermediate_size,
                 expert_bytes=graph.expert_bytes, capacity=self.plan.expert_capacity, policy=expert_policy,
                 cache_bonus=cache_bonus)
-        kv_shape = (spec.num_kv_heads, self.context, spec.head_dim)
-        blocks = [layer.index for layer in graph.layers if layer.kind == "block"]
-        self._kv = [(self.pool.allocate(kv_shape, label=f"kv.{i}.k"), self.pool.allocate(kv_shape, label=f"kv.{i}.v"))
-                    for i in blocks]
-        self.cache = L.KVCache([k.array for k, _ in self._kv], [v.array for _, v in self._kv])
+        self.kv = PagedKV(self.pool, blocks, spec.num_kv_heads, spec.head_dim, pages=kv_pages,
+                          page_tokens=page_tokens, kv_dtype=kv_dtype, context=self.context)
         self.rope = L.Rope(spec.rope.inv_freq(), self.context, spec.rope.interleaved) if spec.rope else None
+        self._ws = L.Workspace(spec, self.step_tokens)  # every layer's intermediates, reused
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
-        self._busy = threading.Lock()  # one sequence at a time: the KV cache is shared
-        self._cached: list[int] = []  # the token ids whose K/V the cache holds, from position 0
+        self._busy = threading.Lock()  # one step at a time: weights stream per step
+        self._seq = self.kv.new_sequence()  # generate/forward's own sequence
+        self._cached: list[int] = []  # the token ids whose K/V self._seq holds, from position 0
         for group in self.plan.groups:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
@@ -178,18 +194,46 @@ class Engine:
         ids = self._check_ids(input_ids, 0)
         out = np.empty((len(ids), self.spec.vocab_size), np.float32)
         with self._busy:
-            self._cached = []  # the cache is rewritten from position 0
+            self._reset_own()  # the engine's sequence is rewritten from position 0
             try:
                 for start in range(0, len(ids), self.step_tokens):
                     chunk = ids[start:start + self.step_tokens]
-                    self._step(chunk, start, out[start:start + len(chunk)])
-                    self._cached.extend(chunk.tolist())
+                    self._run_own(chunk, out[start:start + len(chunk)])
             except BaseException:
-                self._cached = []
+                self._reset_own()
                 raise
             finally:
                 self._finish_streaming()
         return out
+
+    def step(self, items: Sequence[tuple[KVSequence, Sequence[int]]]) -> np.ndarray:
+        """One batched step: items are (seq, token_ids) pairs (1+ tokens
+        each, every sequence of `engine.kv` at most once). Stores each item's
+        K/V at positions seq.length.. (reserve the pages first:
+        engine.kv.reserve(seq, len(token_ids))), runs all rows together (one
+        [M, d] activation per layer, M = the total tokens, at most
+        engine.step_tokens), and returns float32 [len(items), vocab]: the
+        logits of each item's last token. Every seq.length then advances by
+        its token count; if the step raises, no length changes.
+
+        A sequence's logits depend only on its own tokens, never on the
+        other items or the thread count: every kernel is batch invariant
+        (docs/quantization.md), so the logits are bitwise those of the
+        sequence alone."""
+        checked = check_items(items, self.spec.vocab_size, self.context, self.kv.page_tokens)
+        rows = sum(len(ids) for _, ids in checked)
+        if rows > self.step_tokens:
+            raise ValueError(f"step: {rows} tokens in one step exceed step_tokens={self.step_tokens} (the "
+                             f"activation memory planned); split prefills into chunks")
+        with self._busy:
+            try:
+                logits = self._execute(build_batch(checked), None)
+            except BaseException:
+                self._finish_streaming()
+                raise
+        for seq, ids in checked:
+            seq.length += len(ids)
+        return logits
 
     def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 64, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -241,7 +285,7 @@ class Engine:
                 return self._generate(ids_arr.tolist(), limit, sampling, seed, stop_strings, stop_ids, stream,
                                       should_stop)
             except BaseException:
-                self._cached = []  # a failed step leaves the cache in an unknown state
+                self._reset_own()  # a failed step leaves the cache in an unknown state
                 raise
             finally:
                 self._finish_streaming()
@@ -259,11 +303,10 @@ class Engine:
         t0 = time.perf_counter()
         reused = _common_prefix(self._cached, ids, len(ids) - 1)  # the last prompt token always runs: its logits
         del self._cached[reused:]
+        self.kv.truncate(self._seq, reused)
         logits = None
         for start in range(reused, len(ids), self.step_tokens):
-            chunk = ids[start:start + self.step_tokens]
-            logits = self._step(np.array(chunk, np.int64), start, None)
-            self._cached.extend(chunk)
+            logits = self._run_own(np.array(ids[start:start + self.step_tokens], np.int64), None)
         t_prefill = time.perf_counter() - t0
 
         new: list[int] = []
@@ -287,8 +330,7 @@ class Engine:
                 finish = "cancelled"
                 break
             if len(new) < max_new_tokens:
-                logits = self._step(np.array([token], np.int64), len(self._cached), None)
-                self._cached.append(token)
+                logits = self._run_own(np.array([token], np.int64), None)
         t_decode = time.perf_counter() - t1
         self._finish_streaming()
 
@@ -319,9 +361,8 @@ class Engine:
             if getattr(self, "experts", None) is not None:
                 self.experts.close()
             runtime.close()
-        for k, v in getattr(self, "_kv", []):
-            k.release()
-            v.release()
+        if getattr(self, "kv", None) is not None:
+            self.kv.close()
         if getattr(self, "_activations", None) is not None:
             self._activations.release()
         self.model.close()
@@ -351,12 +392,27 @@ class Engine:
                              f"{self.context} tokens (pass a larger context= if the model allows it)")
         return arr.astype(np.int64)
 
-    def _step(self, ids: np.ndarray, pos: int, logits_out: np.ndarray | None) -> np.ndarray:
-        """Run every layer on ids at positions [pos, pos+len(ids)). Returns
-        the last row's logits, or fills logits_out with every row's."""
+    def _reset_own(self) -> None:
+        self._cached = []
+        self.kv.release(self._seq)
+
+    def _run_own(self, ids: np.ndarray, logits_out: np.ndarray | None) -> np.ndarray:
+        """Append ids to the engine's own sequence (generate, forward): the
+        last row's logits, or every row's into logits_out."""
+        seq = self._seq
+        self.kv.reserve(seq, len(ids))
+        logits = self._execute(build_batch([(seq, ids)]), logits_out)
+        seq.length += len(ids)
+        self._cached.extend(ids.tolist())
+        return logits[0] if logits_out is None else logits
+
+    def _execute(self, batch: StepBatch, logits_out: np.ndarray | None) -> np.ndarray:
+        """Run every layer on the batch's rows. Returns the logits of each
+        item's last row [S, vocab], or fills logits_out [M, vocab] with every
+        row's and returns it."""
         spec, plan, rt = self.spec, self.plan, self.runtime
         streamed = [i for i, g in enumerate(plan.groups) if not g.pinned]
-        x = None
+        x = delta = logits = None  # delta: the last block's output, added to x by the next norm
         for gi, group in enumerate(plan.groups):
             if not group.pinned:
                 self._acquire_group(gi)
@@ -367,38 +423,37 @@ class Engine:
             for li in group.layers:
                 layer = self.model.graph.layers[li]
                 if layer.kind == "embed":
-                    x = self._embed(ids, pos)
+                    x = self._embed(batch)
                 elif layer.kind == "block":
-                    x = self._block(rt.layer_weights(li), x, li, layer.index, pos)
+                    delta = self._block(rt.layer_weights(li), x, delta, li, layer.index, batch)
+                elif logits_out is None:
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, batch.last)
                 else:
-                    w = rt.layer_weights(li)
-                    if logits_out is None:
-                        logits = L.head(spec, w, x[-1:])[0]
-                    else:
-                        L.head(spec, w, x, out=logits_out)
-                        logits = logits_out[-1]
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, out=logits_out)
             if not group.pinned:
                 rt.unload_layers(group.layers)
         return logits
 
-    def _embed(self, ids: np.ndarray, pos: int) -> np.ndarray:
+    def _embed(self, batch: StepBatch) -> np.ndarray:
         lay = self.model.layouts[0].tensors
-        x = self.runtime.gather_rows(lay["wte"].name, ids)
+        x = self.runtime.gather_rows(lay["wte"].name, batch.ids)
         if "wpe" in lay:
-            x += self.runtime.gather_rows(lay["wpe"].name, np.arange(pos, pos + len(ids)))
+            x += self.runtime.gather_rows(lay["wpe"].name, batch.positions)
         return x
 
-    def _block(self, w: dict, x: np.ndarray, li: int, index: int, pos: int) -> np.ndarray:
-        """li: the layer's index in the graph; index: its block number."""
-        if self.spec.family == "gpt2":
-            return L.gpt2_block(self.spec, w, x, self.cache, index, pos)
-        if self.spec.is_moe:
+    def _block(self, w: dict, x: np.ndarray, delta, li: int, index: int, batch: StepBatch) -> np.ndarray:
+        """li: the layer's index in the graph; index: its block number. x is
+        updated in place; returns the block's output (the next delta)."""
+        spec, kv, ws = self.spec, self.kv, self._ws
+        if spec.family == "gpt2":
+            return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
+        if spec.is_moe:
             if self.experts is None:
-                return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos)
+                return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
             ex = self.experts
-            return mixtral_block(self.spec, w, self.rope, x, self.cache, index, pos,
+            return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws,
                                  experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
-        return L.llama_block(self.spec, w, self.rope, x, self.cache, index, pos)
+        return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
 
     def _acquire_group(self, gi: int) -> None:
         future = self._pending.pop(gi, None)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgecore import ops
-from edgecore.engine.layers import KVCache, Rope, llama_attention, rms_norm
+from edgecore.engine.batch import StepBatch
+from edgecore.engine.kv import PagedKV
+from edgecore.engine.layers import Rope, Workspace, llama_attention
 from edgecore.engine.weight import Weight, linear, swiglu
 from edgecore.models.spec import ModelSpec
 
@@ -46,10 +48,11 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
     return out, logits
 
 
-def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int, pos: int,
-                  experts=None, route=None) -> np.ndarray:
-    x = llama_attention(spec, w, rope, x, cache, layer, pos)
-    h = rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps)
+def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
+                  batch: StepBatch, ws: Workspace, experts=None, route=None) -> np.ndarray:
+    """x += delta, attention, x += its output, then the sparse MLP; returns
+    the MLP output (the next delta)."""
+    a = llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
+    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a, out=ws("h", x.shape[0]))
     out, _ = moe_mlp(spec, w, h, experts, route)
-    x += out
-    return x
+    return out

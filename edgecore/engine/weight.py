@@ -6,11 +6,13 @@ type name (an `ops.weight_types()` name: "f32", "f16", "bf16", "q8_0",
 or [K, N] with `transposed`; float16/uint16 [N, K]; uint8 rows of GGML
 blocks [N, K / block * block bytes]), usually a view into the mapped file.
 
-- f32 runs the tuned float32 kernel (`ops.fused_linear`), as before.
-- Every other type runs the weight-type driver (`ops.linear`); projections
-  sharing an input (q/k/v, gate/up) go in one `ops.linear_multi` call: the
-  input is quantized once and all outputs are split across the threads in
-  one parallel run; gate/up with `glu=True` also fuse SwiGLU's product.
+- A single f32 matrix runs the tuned float32 kernel (`ops.fused_linear`);
+  every other type runs the weight-type driver (`ops.linear`). Projections
+  sharing an input (q/k/v, gate/up) go in one `ops.linear_multi` call, f32
+  too (the driver calls the same tuned kernel): the input is quantized once
+  and all outputs are split across the threads in one parallel run; gate/up
+  with `glu=True` also fuse SwiGLU's product. Every helper takes `out=` /
+  `outs=` so the engine's workspace buffers receive the results.
 
 Activation precision (`Weight.refine`, set by the runtime from the engine's
 `act_precision`). The block-quantized kernels quantize their input x to 8
@@ -58,49 +60,51 @@ class Weight:
 
 def linear(x: np.ndarray, w: Weight, bias: np.ndarray | None = None, activation: str = "none",
            out: np.ndarray | None = None) -> np.ndarray:
-    """activation(x @ W.T + bias) for float32 x [M, K]."""
+    """activation(x @ W.T + bias) for float32 x [M, K] (into out when given)."""
     if w.wtype == "f32":
         return ops.fused_linear(x, w.data, bias, activation=activation, transposed=w.transposed, out=out)
     if not w.refine:
         return ops.linear(x, w.data, bias, wtype=w.wtype, activation=activation, out=out)
-    y = _fold(ops.linear(with_residual(x, w.act_format), w.data, wtype=w.wtype), bias)
+    y = _fold(ops.linear(with_residual(x, w.act_format), w.data, wtype=w.wtype), bias, None)
     return _activate(y, activation, out)
 
 
-def linears(x: np.ndarray, ws: Sequence[Weight], biases: Sequence[np.ndarray | None] | None = None
-            ) -> list[np.ndarray]:
-    """x @ W_i.T + b_i for weights sharing x: one linear_multi call unless
-    every weight is f32 (then the tuned f32 kernel, one call each)."""
+def linears(x: np.ndarray, ws: Sequence[Weight], biases: Sequence[np.ndarray | None] | None = None,
+            outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    """x @ W_i.T + b_i for weights sharing x (into outs[i] when given): one
+    linear_multi call, f32 included, unless the weights need different
+    passes (some transposed, or refined activations of different formats)."""
     biases = biases or [None] * len(ws)
-    if _all_f32_or_transposed(ws):
-        return [linear(x, w, b) for w, b in zip(ws, biases, strict=True)]
+    outs = outs or [None] * len(ws)
+    if _mixed_layouts(ws):
+        return [linear(x, w, b, out=o) for w, b, o in zip(ws, biases, outs, strict=True)]
     if not any(w.refine for w in ws):
-        return ops.linear_multi(x, [w.data for w in ws], biases, wtypes=[w.wtype for w in ws])
+        return ops.linear_multi(x, [w.data for w in ws], biases, wtypes=[w.wtype for w in ws], outs=outs,
+                                transposed=ws[0].transposed)
     if len({w.act_format for w in ws}) > 1:  # a residual corrects one quantization rule only
-        return [linear(x, w, b) for w, b in zip(ws, biases, strict=True)]
+        return [linear(x, w, b, out=o) for w, b, o in zip(ws, biases, outs, strict=True)]
     ys = ops.linear_multi(with_residual(x, ws[0].act_format), [w.data for w in ws], wtypes=[w.wtype for w in ws])
-    return [_fold(y, b) for y, b in zip(ys, biases, strict=True)]
+    return [_fold(y, b, o) for y, b, o in zip(ys, biases, outs, strict=True)]
 
 
-def swiglu(x: np.ndarray, gate: Weight, up: Weight, down: Weight, biases=(None, None, None)) -> np.ndarray:
-    """down(silu(gate(x)) * up(x))."""
-    if _all_f32_or_transposed((gate, up)):
-        g = linear(x, gate, biases[0], activation="silu")
-        g *= linear(x, up, biases[1])
-    elif gate.refine or up.refine:
-        g, u = linears(x, (gate, up), biases[:2])
-        g = _activate(g, "silu", None)
+def swiglu(x: np.ndarray, gate: Weight, up: Weight, down: Weight, biases=(None, None, None),
+           outs=(None, None, None)) -> np.ndarray:
+    """down(silu(gate(x)) * up(x)); outs: optional (gate, up, down) result
+    buffers."""
+    if _mixed_layouts((gate, up)) or gate.refine or up.refine:
+        g, u = linears(x, (gate, up), biases[:2], outs[:2])
+        g = _activate(g, "silu", g)
         g *= u
-    else:
+    else:  # the gated pair in one call, SwiGLU's product fused
         g, _ = ops.linear_multi(x, [gate.data, up.data], biases[:2], wtypes=[gate.wtype, up.wtype],
-                                activation="silu", glu=True)
-    return linear(g, down, biases[2])
+                                activation="silu", glu=True, outs=outs[:2], transposed=gate.transposed)
+    return linear(g, down, biases[2], out=outs[2])
 
 
-def _all_f32_or_transposed(ws: Sequence[Weight]) -> bool:
+def _mixed_layouts(ws: Sequence[Weight]) -> bool:
     # linear_multi's transposed flag is for all weights at once; a [K, N]
     # weight is always f32 (the runtime transposes other types at load)
-    return all(w.wtype == "f32" for w in ws) or any(w.transposed for w in ws)
+    return len({w.transposed for w in ws}) > 1
 
 
 def with_residual(x: np.ndarray, act_format: str) -> np.ndarray:
@@ -121,9 +125,9 @@ def with_residual(x: np.ndarray, act_format: str) -> np.ndarray:
     return out
 
 
-def _fold(y2: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _fold(y2: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
     m = y2.shape[0] // 2
-    y = y2[:m] + y2[m:]
+    y = np.add(y2[:m], y2[m:], out=out)
     if bias is not None:
         y += bias
     return y

@@ -110,15 +110,17 @@ class Plan:
 
 
 def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, step_tokens: int,
-              strategy: str = "auto", all_logits: bool = True, cost_model=None) -> Plan:
+              strategy: str = "auto", all_logits: bool = True, cost_model=None, kv_bytes: int | None = None) -> Plan:
     """Plan for steps of up to `step_tokens` new tokens with a KV cache of
-    `context_tokens`. Raises BudgetTooSmall or ValueError."""
+    `context_tokens`. kv_bytes: what the KV cache holds (the engine's paged
+    cache in its kv_dtype); None = float32 K/V for `context_tokens` tokens.
+    Raises BudgetTooSmall or ValueError."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     if context_tokens < 1 or step_tokens < 1 or step_tokens > context_tokens:
         raise ValueError(f"need 1 <= step_tokens ({step_tokens}) <= context_tokens ({context_tokens})")
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
-    kv = graph.kv_bytes_per_token * context_tokens
+    kv = graph.kv_bytes_per_token * context_tokens if kv_bytes is None else kv_bytes
     act = graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
     scratch = max(layer.convert_scratch_bytes for layer in graph.layers)
     names = [layer.name for layer in graph.layers]
@@ -160,10 +162,11 @@ def make_plan(graph: LayerGraph, budget: int | None, *, context_tokens: int, ste
 
 
 def minimum_budget(graph: LayerGraph, *, context_tokens: int, step_tokens: int, strategy: str = "sequential",
-                   all_logits: bool = True) -> tuple[int, str]:
-    """Smallest budget any plan of `strategy` needs, and the layer that sets it."""
+                   all_logits: bool = True, kv_bytes: int | None = None) -> tuple[int, str]:
+    """Smallest budget any plan of `strategy` needs, and the layer that sets
+    it (kv_bytes as for make_plan)."""
     sizes = [layer.resident_bytes(step_tokens) for layer in graph.layers]
-    fixed = (graph.kv_bytes_per_token * context_tokens
+    fixed = ((graph.kv_bytes_per_token * context_tokens if kv_bytes is None else kv_bytes)
              + graph.max_activation_bytes(step_tokens, context_tokens, all_logits)
              + max(layer.convert_scratch_bytes for layer in graph.layers))
     if strategy == "speculative" and len(sizes) > 1:

@@ -28,6 +28,10 @@ MODELS = {
                        tie_word_embeddings=True, rope_theta=500000.0),
 }
 
+# float32 KV: the 1e-4 bound is the engine math's against transformers; the f16 KV cache (the
+# default) has its own stated bound, tested in test_kv_dtype.py
+EXACT = dict(kv_dtype="f32")
+
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def model(request, tmp_path_factory):
@@ -44,7 +48,7 @@ def assert_logits_close(got, want):
 
 def test_logits_match_without_budget(model):
     name, path, ref = model
-    with Engine(path) as engine:
+    with Engine(path, **EXACT) as engine:
         for n in (1, 7, 64):
             assert_logits_close(engine.forward(PROMPT[:n]), reference_logits(ref, PROMPT[:n]))
 
@@ -52,10 +56,10 @@ def test_logits_match_without_budget(model):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_under_a_budget_3x_smaller(model, strategy):
     name, path, ref = model
-    with Engine(path, context=128, step_tokens=64) as probe:
+    with Engine(path, **EXACT, context=128, step_tokens=64) as probe:
         model_bytes = probe.model.graph.total_weight_bytes(64)
     budget = model_bytes // 3
-    with Engine(path, memory_budget=budget, strategy=strategy, context=128, step_tokens=64) as engine:
+    with Engine(path, **EXACT, memory_budget=budget, strategy=strategy, context=128, step_tokens=64) as engine:
         plan = engine.plan
         assert len(plan.groups) > 1 and plan.streamed, "the model must not fit: weights have to stream"
         assert plan.peak_bytes <= budget
@@ -69,7 +73,7 @@ def test_every_strategy_under_a_budget_3x_smaller(model, strategy):
 
 def test_greedy_tokens_match_without_budget(model):
     name, path, ref = model
-    with Engine(path) as engine:
+    with Engine(path, **EXACT) as engine:
         for n in (1, 7):
             assert engine.generate(PROMPT[:n], max_new_tokens=32).tokens == reference_greedy(ref, PROMPT[:n], 32)
 
@@ -79,15 +83,18 @@ def test_greedy_tokens_match_without_budget(model):
 def test_reduced_precision_checkpoints(tmp_path, kind, dtype):
     cfg = MODELS[kind]
     ref = build(kind, tmp_path, dtype=dtype, **cfg)
-    with Engine(tmp_path, context=128, step_tokens=64) as probe:
-        third = probe.model.graph.total_weight_bytes(64) // 3  # float32 bytes once widened
+    with Engine(tmp_path, **EXACT, context=128, step_tokens=64) as probe:
+        # a third of the stored weight bytes resident, on top of the KV cache, activations and scratch
+        plan = probe.plan
+        third = probe.model.graph.total_weight_bytes(64) // 3 + plan.kv_bytes + plan.activation_bytes + \
+            plan.scratch_bytes
     for budget in (None, third):
-        with Engine(tmp_path, memory_budget=budget, context=128, step_tokens=64) as engine:
+        with Engine(tmp_path, **EXACT, memory_budget=budget, context=128, step_tokens=64) as engine:
             assert_logits_close(engine.forward(PROMPT[:7]), reference_logits(ref, PROMPT[:7]))
             assert engine.generate(PROMPT[:7], max_new_tokens=16).tokens == reference_greedy(ref, PROMPT[:7], 16)
 
 
 def test_chunked_prefill_matches(model):
     name, path, ref = model
-    with Engine(path, step_tokens=16) as engine:  # 64 tokens in 4 chunks
+    with Engine(path, **EXACT, step_tokens=16) as engine:  # 64 tokens in 4 chunks
         assert_logits_close(engine.forward(PROMPT), reference_logits(ref, PROMPT))
