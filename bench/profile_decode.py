@@ -168,8 +168,8 @@ def main():
                             wrapped = statistics.median(times)
                             # per step, then the median: robust to bursts from other processes
                             outside = statistics.median(1 - k / t for k, t in zip(inside, times, strict=True))
-                            per_step = {k: v / args.steps for k, v in seconds.items()}
-                            kernel = sum(per_step.values())
+                            per_step = {k: v / args.steps for k, v in seconds.items()}  # means, by op
+                            kernel = statistics.median(inside)
                             rows.append({
                                 "model": name, "threads": n, "context": ctx, "kv_dtype": args.kv_dtype,
                                 "step_ms": plain * 1e3, "tok_s": 1 / plain, "wrapped_step_ms": wrapped * 1e3,

@@ -21,6 +21,7 @@ import sys
 from edgecore.cli import CliError
 from edgecore.cli.options import add_run_options, resolve_options
 from edgecore.cli.prompting import add_prompt_flags, load_engine, max_new_tokens, sampling_options
+from edgecore.memory.pages import KVPagesExhausted
 
 HELP = "/reset starts over, /exit or Ctrl-D leaves, Ctrl-C stops an answer"
 
@@ -110,7 +111,7 @@ def _answer(engine, ids, new_tokens, stop, sampling) -> str:
     try:
         result = engine.generate(ids, max_new_tokens=new_tokens, stop=stop, stream=show,
                                  should_stop=lambda: bool(interrupted), **sampling)
-    except ValueError as exc:
+    except (ValueError, KVPagesExhausted) as exc:  # pages: --kv-pages below the conversation's need
         raise CliError(str(exc), status=1) from None
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -44,6 +44,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from edgecore.memory import KVPagesExhausted
     from edgecore.models import ModelError
 
     opts = resolve_options(args)
@@ -83,7 +84,7 @@ def run(args) -> int:
         try:
             result = engine.generate(ids, max_new_tokens=new_tokens, stop=args.stop,
                                      stream=show if streaming else None, **sampling)
-        except (ModelError, ValueError) as exc:
+        except (ModelError, ValueError, KVPagesExhausted) as exc:  # pages: --kv-pages below the prompt's need
             raise CliError(str(exc), status=1) from None
         s = result.stats
         if args.json:

@@ -239,3 +239,16 @@ def test_step_errors_are_clear():
             Engine("demo", kv_dtype="bf16")
         with pytest.raises(ValueError, match="kv_pages must be a positive integer"):
             Engine("demo", kv_pages=0)
+
+
+def test_cli_too_few_kv_pages_is_one_line(capsys):
+    from edgecore.cli import main
+
+    argv = ["run", "--model", "demo", "--raw", "--prompt", "Once upon a time, long ago", "--max-new-tokens", "4",
+            "--temperature", "0"]
+    assert main([*argv, "--kv-pages", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "KV cache full" in err and "--kv-pages" in err and "Traceback" not in err
+    assert main([*argv, "--kv-pages", "2", "--kv-dtype", "f32"]) == 0
+    assert main([*argv, "--kv-dtype", "bf16"]) == 1
+    assert "kv_dtype must be one of f16, f32" in capsys.readouterr().err
