@@ -21,6 +21,7 @@ import sys
 from edgecore.cli import EXIT_REFUSED, CliError
 from edgecore.cli.options import add_run_options, resolve_options, sampling_options
 from edgecore.cli.prompting import add_prompt_flags, generation_error, load_engine, open_model
+from edgecore.memory.pages import KVPagesExhausted
 
 HELP = "/reset starts over, /exit or Ctrl-D leaves, Ctrl-C stops an answer"
 
@@ -112,7 +113,7 @@ def _answer(engine, ids, new_tokens, stop, sampling) -> str:
     try:
         result = engine.generate(ids, max_new_tokens=new_tokens, stop=stop, stream=show,
                                  should_stop=lambda: bool(interrupted), **sampling)
-    except (ValueError, FloatingPointError) as exc:
+    except (ValueError, FloatingPointError, KVPagesExhausted) as exc:  # pages: --kv-pages too few
         raise generation_error(exc) from None
     finally:
         signal.signal(signal.SIGINT, previous)

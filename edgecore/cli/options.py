@@ -50,6 +50,8 @@ RUN_OPTIONS = {
     "expert_capacity": (int, "MoE: experts per layer kept in memory (default: the planner's choice under the budget)"),
     "expert_policy": (str, "MoE: which expert a full expert cache evicts: lru (default), lfu, affinity"),
     "cache_bonus": (float, "MoE: logit bonus for experts already in memory (default 0: route exactly as the model)"),
+    "act_precision": (str, "input precision of block-quantized (GGUF) weights: q8x2 (default: 8 bits + an 8-bit "
+                           "residual) or q8 (one 8-bit pass, as llama.cpp; faster prefill)"),
     "max_new_tokens": (int, "tokens to generate (default 64; -1 = until an end token or the end of the context)"),
     "temperature": (float, "0 = greedy; > 0 samples (default: the model's generation config, else greedy)"),
     "top_k": (int, "sample only from the k most likely tokens (alone: samples at the model's temperature)"),

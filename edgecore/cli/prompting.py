@@ -44,7 +44,7 @@ def load_engine(opts: RunOptions, model):
 
     engine_opts = {k: opts.get(k) for k in ("memory_budget", "threads", "context", "step_tokens", "expert_capacity",
                                          "kv_pages")}
-    engine_opts.update({k: opts[k] for k in ("expert_policy", "cache_bonus", "kv_dtype") if k in opts})
+    engine_opts.update({k: opts[k] for k in ("expert_policy", "cache_bonus", "act_precision", "kv_dtype") if k in opts})
     t0 = time.perf_counter()
     try:
         engine = Engine(model, strategy=opts.get("strategy", "auto"), **engine_opts)

@@ -47,6 +47,7 @@ def run(args) -> int:
     """Everything the user gave is checked before the weights load: flags
     and preset first, then the prompt, then what depends on the model (its
     context, vocabulary and tokenizer), and only then the engine."""
+    from edgecore.memory import KVPagesExhausted
     from edgecore.models import ModelError
 
     opts = resolve_options(args)
@@ -97,7 +98,7 @@ def run(args) -> int:
         try:
             result = engine.generate(ids, max_new_tokens=new_tokens, stop=args.stop,
                                      stream=show if streaming else None, **sampling)
-        except (ModelError, ValueError, FloatingPointError) as exc:
+        except (ModelError, ValueError, FloatingPointError, KVPagesExhausted) as exc:  # pages: --kv-pages too few
             if streaming:
                 sys.stdout.write("\n")
             raise generation_error(exc) from None

@@ -31,6 +31,7 @@ from edgecore.engine.kv import DEFAULT_PAGE_TOKENS, KVSequence, PagedKV, check_k
 from edgecore.engine.mixtral import mixtral_block
 from edgecore.engine.runtime import WeightRuntime
 from edgecore.engine.sampling import check_sampling, choose
+from edgecore.engine.weight import ACT_PRECISIONS
 from edgecore.memory import MemoryPool, parse_size, reset_peak_rss, sample_footprint
 from edgecore.models import Model, ModelError
 from edgecore.models.detokenize import StopText
@@ -39,6 +40,7 @@ from edgecore.planner import CostModel, Plan, device_rates, plan_model
 
 DEFAULT_CONTEXT = 2048
 DEFAULT_STEP_TOKENS = 256
+DEFAULT_ACT_PRECISION = "q8x2"
 
 
 @dataclass
@@ -50,7 +52,7 @@ class GenerationStats:
     decode_tokens_per_s: float | None
     peak_rss_bytes: int | None  # process peak RSS during the call (VmHWM after a reset)
     peak_rss_is_call_peak: bool  # False if the kernel could not reset the peak (then it is the process peak)
-    weight_bytes_loaded: int  # float32 weight bytes brought in during the call (streaming)
+    weight_bytes_loaded: int  # weight bytes (stored type) brought in during the call (streaming)
     finish_reason: str  # length | eos | stop | cancelled
     strategy: str
     groups: int
@@ -80,12 +82,14 @@ class GenerationResult:
 
 
 class Engine:
-    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) under a
-    memory budget.
+    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) or a
+    GGUF file (architectures llama, with or without experts, and gpt2)
+    under a memory budget, weights in their stored type.
 
-    model_dir: a model directory, a built-in model name ("demo",
-    "demo-moe"), None for the default demo model, or an open Model (the
-    engine takes it over and closes it). memory_budget: bytes
+    model_dir: a model directory, a .gguf file, a registry name
+    (`edgecore models`), a built-in model name ("demo", "demo-moe"), None
+    for the default demo model, or an open Model (the engine takes it over
+    and closes it). memory_budget: bytes
     (int) or a size string ("512M"); None = no limit. strategy: sequential,
     greedy, speculative or auto. threads: kernel threads (process-wide, as
     edgecore.set_num_threads). context: KV cache capacity in tokens
@@ -107,13 +111,21 @@ class Engine:
     which expert a full cache evicts (lru, lfu, affinity). cache_bonus: a
     logit bonus for experts already in memory (0, the default, routes
     exactly as the model does; > 0 trades fidelity for fewer loads).
+
+    act_precision: how block-quantized weights (GGUF q8_0, q4_1, q4_k, ...)
+    take their input: "q8x2" (default) quantizes it to 8 bits plus an 8-bit
+    residual, ~250x less input error for little decode cost (prefill
+    computes twice); "q8" is one 8-bit pass, as llama.cpp (engine/weight.py).
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, memory_budget: int | str | None = None,
                  strategy: str = "auto", threads: int | None = None, *, context: int | None = None,
                  step_tokens: int | None = None, expert_capacity: int | None = None, expert_policy: str = "lru",
-                 cache_bonus: float = 0.0, kv_dtype: str = "f16", kv_pages: int | None = None,
-                 page_tokens: int = DEFAULT_PAGE_TOKENS):
+                 cache_bonus: float = 0.0, act_precision: str = DEFAULT_ACT_PRECISION, kv_dtype: str = "f16",
+                 kv_pages: int | None = None, page_tokens: int = DEFAULT_PAGE_TOKENS):
+        if act_precision not in ACT_PRECISIONS:
+            raise ValueError(f"act_precision must be one of {', '.join(ACT_PRECISIONS)}; got {act_precision!r}")
+        self.act_precision = act_precision
         check_kv_dtype(kv_dtype)
         if threads is not None:
             ops.set_num_threads(threads)
@@ -158,7 +170,8 @@ class Engine:
         self._activations = self.pool.reserve(self.plan.activation_bytes + self.plan.scratch_bytes,
                                               "activations and conversion scratch")
         self.runtime = WeightRuntime(self.model.weights, self.model.layouts, self.pool,
-                                     experts_cached=bool(self.plan.expert_capacity))
+                                     experts_cached=bool(self.plan.expert_capacity),
+                                     refine=self.act_precision == "q8x2")
         self.experts: ExpertLayers | None = None
         if self.plan.expert_capacity:
             self.experts = ExpertLayers(
@@ -168,7 +181,8 @@ class Engine:
                 cache_bonus=cache_bonus)
         self.kv = PagedKV(self.pool, blocks, spec.num_kv_heads, spec.head_dim, pages=kv_pages,
                           page_tokens=page_tokens, kv_dtype=kv_dtype, context=self.context)
-        self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
+        self.rope = L.Rope(spec.rope.inv_freq(), self.context, spec.rope.interleaved) if spec.rope else None
+        self._ws = L.Workspace(spec, self.step_tokens)  # every layer's intermediates, reused
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one step at a time: weights stream per step
         self._seq = self.kv.new_sequence()  # generate/forward's own sequence
@@ -208,8 +222,9 @@ class Engine:
         its token count; if the step raises, no length changes.
 
         A sequence's logits depend only on its own tokens, never on the
-        other items or the thread count (given batch-invariant linear
-        kernels; docs/quantization.md names the f32 SIMD exception)."""
+        other items or the thread count: every kernel is batch invariant
+        (docs/quantization.md), so the logits are bitwise those of the
+        sequence alone."""
         checked = check_items(items, self.spec.vocab_size, self.context, self.kv.page_tokens)
         rows = sum(len(ids) for _, ids in checked)
         if rows > self.step_tokens:
@@ -402,7 +417,7 @@ class Engine:
         row's and returns it."""
         spec, plan, rt = self.spec, self.plan, self.runtime
         streamed = [i for i, g in enumerate(plan.groups) if not g.pinned]
-        x = logits = None
+        x = delta = logits = None  # delta: the last block's output, added to x by the next norm
         for gi, group in enumerate(plan.groups):
             if not group.pinned:
                 self._acquire_group(gi)
@@ -415,11 +430,11 @@ class Engine:
                 if layer.kind == "embed":
                     x = self._embed(batch)
                 elif layer.kind == "block":
-                    x = self._block(rt.layer_weights(li), x, li, layer.index, batch)
+                    delta = self._block(rt.layer_weights(li), x, delta, li, layer.index, batch)
                 elif logits_out is None:
-                    logits = L.head(spec, rt.layer_weights(li), x[batch.last])
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, batch.last)
                 else:
-                    logits = L.head(spec, rt.layer_weights(li), x, out=logits_out)
+                    logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, out=logits_out)
             if not group.pinned:
                 rt.unload_layers(group.layers)
         return logits
@@ -431,17 +446,19 @@ class Engine:
             x += self.runtime.gather_rows(lay["wpe"].name, batch.positions)
         return x
 
-    def _block(self, w: dict, x: np.ndarray, li: int, index: int, batch: StepBatch) -> np.ndarray:
-        """li: the layer's index in the graph; index: its block number."""
-        if self.spec.family == "gpt2":
-            return L.gpt2_block(self.spec, w, x, self.kv, index, batch)
-        if self.spec.is_moe:
+    def _block(self, w: dict, x: np.ndarray, delta, li: int, index: int, batch: StepBatch) -> np.ndarray:
+        """li: the layer's index in the graph; index: its block number. x is
+        updated in place; returns the block's output (the next delta)."""
+        spec, kv, ws = self.spec, self.kv, self._ws
+        if spec.family == "gpt2":
+            return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
+        if spec.is_moe:
             if self.experts is None:
-                return mixtral_block(self.spec, w, self.rope, x, self.kv, index, batch)
+                return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
             ex = self.experts
-            return mixtral_block(self.spec, w, self.rope, x, self.kv, index, batch,
+            return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws,
                                  experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
-        return L.llama_block(self.spec, w, self.rope, x, self.kv, index, batch)
+        return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
 
     def _acquire_group(self, gi: int) -> None:
         future = self._pending.pop(gi, None)

@@ -1,12 +1,20 @@
 """Transformer math for one engine step: the rows of every item of a batch
 (engine/batch.py StepBatch) as one [M, d] activation.
 
-Linear layers run on the fused C kernel (`ops.fused_linear`); norms (fused
-with the residual add), RoPE, the paged KV store and attention run on the
-per-token C kernels, every row at its own position, attention per sequence
-over its own pages (engine/kv.py). No code path depends on the batch: each
-row's result is what it would be alone (given batch-invariant kernels).
-Weights arrive as a dict role -> float32 array (see `runtime.py`).
+Linear layers run on the C linear kernels in the weights' stored type
+(weight.py: q/k/v in one `ops.linear_multi` call, SwiGLU as one gated
+`linear_multi`); norms, RoPE, the paged KV store
+and attention run on the per-token C kernels, every row at its own position,
+attention per sequence over its own pages (engine/kv.py). The residual add
+is fused into the next norm: a block returns its last output as the pending
+`delta`, which the next block's first norm (or the head's) adds to x. Every
+intermediate lives in a Workspace allocated once per engine, so a decode
+step crosses into C about ten times per layer and allocates nothing per
+layer. No code path depends on the batch: each row's result is what it
+would be alone (given batch-invariant kernels).
+
+Weights arrive as a dict role -> Weight for matrices, float32 array for
+norms and biases (see `runtime.py`).
 """
 
 from __future__ import annotations
@@ -16,82 +24,106 @@ import numpy as np
 from edgecore import ops
 from edgecore.engine.batch import StepBatch
 from edgecore.engine.kv import PagedKV
+from edgecore.engine.weight import linear, linears, swiglu
 from edgecore.models.spec import ModelSpec
 
 
 class Rope:
-    """Rotary position tables for positions [0, context) (rotate-half form,
-    as in Hugging Face Llama/Mistral/Mixtral), from float64 angles."""
+    """Rotary position tables for positions [0, context), from float64
+    angles: rotate-half form, as in Hugging Face Llama/Mistral/Mixtral, or
+    with `interleaved` the adjacent pairs (2i, 2i+1) of GGUF llama files."""
 
-    def __init__(self, inv_freq: np.ndarray, context: int):
+    def __init__(self, inv_freq: np.ndarray, context: int, interleaved: bool = False):
         angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
+        self.interleaved = interleaved
 
     def apply(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """x: [M, heads, head_dim], rotated in place (row i at positions[i])."""
-        return ops.rope(x, positions, self.cos, self.sin)
+        return ops.rope(x, positions, self.cos, self.sin, interleaved=self.interleaved)
+
+
+class Workspace:
+    """Activation buffers for up to `rows` rows, reused by every layer of
+    every step: ws(name, m) is a C-contiguous view of the first m rows.
+    (Counted in the plan's activation bytes, which the engine reserves.)"""
+
+    def __init__(self, spec: ModelSpec, rows: int):
+        d, f = spec.hidden_size, spec.intermediate_size
+        q, kv = spec.num_heads * spec.head_dim, spec.kv_dim
+        widths = {"h": d, "a": q, "o": d, "m": d}
+        if spec.family == "gpt2":
+            widths.update(qkv=3 * d, f=f)
+        else:
+            widths.update(q=q, k=kv, v=kv, g=f, u=f)
+        self._buffers = {name: np.empty((rows, w), np.float32) for name, w in widths.items()}
+
+    def __call__(self, name: str, m: int) -> np.ndarray:
+        return self._buffers[name][:m]
 
 
 def attention(spec: ModelSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, kv: PagedKV, layer: int,
-              batch: StepBatch) -> np.ndarray:
+              batch: StepBatch, out: np.ndarray) -> np.ndarray:
     """Store the rows' k, v [M, kv_heads, head_dim] in their sequences'
     pages, then causal GQA attention of q [M, heads, head_dim] over each
-    row's own sequence. Returns [M, heads * head_dim]."""
+    row's own sequence into out [M, heads * head_dim]."""
     keys, values = kv.keys[layer], kv.values[layer]
     ops.kv_store(k, v, keys, values, batch.table, batch.starts, batch.pos0)
     return ops.attention(q, keys, values, batch.table, batch.starts, batch.pos0, scale=spec.head_dim ** -0.5,
-                         window=spec.sliding_window or 0)
+                         window=spec.sliding_window or 0, out=out)
 
 
-def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, kv: PagedKV, layer: int, batch: StepBatch) -> np.ndarray:
+def _norm(spec: ModelSpec, w: dict, name: str, x: np.ndarray, delta: np.ndarray | None, out: np.ndarray):
+    """x += delta (when pending), then the block's norm of x into out."""
+    if spec.family == "gpt2":
+        return ops.layer_norm(x, w[name + ".weight"], w[name + ".bias"], spec.norm_eps, residual=delta, out=out)
+    return ops.rms_norm(x, w[name + ".weight"], spec.norm_eps, residual=delta, out=out)
+
+
+def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, delta, kv: PagedKV, layer: int, batch: StepBatch,
+               ws: Workspace) -> np.ndarray:
+    """One GPT-2 block on x (updated in place); returns its MLP output, the
+    next pending delta."""
     m, hd, n = x.shape[0], spec.head_dim, spec.num_heads
-    h = ops.layer_norm(x, w["ln_1.weight"], w["ln_1.bias"], spec.norm_eps)
-    qkv = ops.fused_linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"], transposed=True)
+    h = _norm(spec, w, "ln_1", x, delta, ws("h", m))
+    qkv = linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"], out=ws("qkv", m))
     heads = qkv.reshape(m, 3 * n, hd)  # q, k, v heads side by side in each row (strided views)
-    a = attention(spec, heads[:, :n], heads[:, n:2 * n], heads[:, 2 * n:], kv, layer, batch)
-    proj = ops.fused_linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"], transposed=True)
-    h = ops.layer_norm(x, w["ln_2.weight"], w["ln_2.bias"], spec.norm_eps, residual=proj)  # x += proj first
-    f = ops.fused_linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation, transposed=True)
-    x += ops.fused_linear(f, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"], transposed=True)
-    return x
+    a = attention(spec, heads[:, :n], heads[:, n:2 * n], heads[:, 2 * n:], kv, layer, batch, ws("a", m))
+    proj = linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"], out=ws("o", m))
+    h = _norm(spec, w, "ln_2", x, proj, h)
+    f = linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation, out=ws("f", m))
+    return linear(f, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"], out=ws("m", m))
 
 
-def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int,
-                    batch: StepBatch) -> np.ndarray:
-    """Pre-norm GQA self-attention with RoPE; returns attention(x) (the
-    residual add is the caller's, fused into its next norm)."""
+def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
+                    batch: StepBatch, ws: Workspace) -> np.ndarray:
+    """x += delta, then pre-norm GQA self-attention with RoPE; returns the
+    attention output (the caller fuses its residual add into the next norm)."""
     m, hd = x.shape[0], spec.head_dim
-    h = ops.rms_norm(x, w["input_layernorm.weight"], spec.norm_eps)
-    q = ops.fused_linear(h, w["self_attn.q_proj.weight"], w.get("self_attn.q_proj.bias"))
-    k = ops.fused_linear(h, w["self_attn.k_proj.weight"], w.get("self_attn.k_proj.bias"))
-    v = ops.fused_linear(h, w["self_attn.v_proj.weight"], w.get("self_attn.v_proj.bias"))
+    h = _norm(spec, w, "input_layernorm", x, delta, ws("h", m))
+    q, k, v = linears(h, [w[f"self_attn.{p}_proj.weight"] for p in "qkv"],
+                      [w.get(f"self_attn.{p}_proj.bias") for p in "qkv"], outs=[ws("q", m), ws("k", m), ws("v", m)])
     q = rope.apply(q.reshape(m, spec.num_heads, hd), batch.positions)
     k = rope.apply(k.reshape(m, spec.num_kv_heads, hd), batch.positions)
-    a = attention(spec, q, k, v.reshape(m, spec.num_kv_heads, hd), kv, layer, batch)
-    return ops.fused_linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"))
+    a = attention(spec, q, k, v.reshape(m, spec.num_kv_heads, hd), kv, layer, batch, ws("a", m))
+    return linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"), out=ws("o", m))
 
 
-def swiglu(h: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray, biases=(None, None, None)
-           ) -> np.ndarray:
-    g = ops.fused_linear(h, gate, biases[0], activation="silu")
-    g *= ops.fused_linear(h, up, biases[1])
-    return ops.fused_linear(g, down, biases[2])
+def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
+                batch: StepBatch, ws: Workspace) -> np.ndarray:
+    m = x.shape[0]
+    a = llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
+    h = _norm(spec, w, "post_attention_layernorm", x, a, ws("h", m))
+    return swiglu(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
+                  (w.get("mlp.gate_proj.bias"), w.get("mlp.up_proj.bias"), w.get("mlp.down_proj.bias")),
+                  (ws("g", m), ws("u", m), ws("m", m)))
 
 
-def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, kv: PagedKV, layer: int,
-                batch: StepBatch) -> np.ndarray:
-    a = llama_attention(spec, w, rope, x, kv, layer, batch)
-    h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a)  # x += a first
-    x += swiglu(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
-                (w.get("mlp.gate_proj.bias"), w.get("mlp.up_proj.bias"), w.get("mlp.down_proj.bias")))
-    return x
-
-
-def head(spec: ModelSpec, w: dict, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Final norm + output projection for the rows of x."""
-    if spec.family == "gpt2":
-        h = ops.layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], spec.norm_eps)
-    else:
-        h = ops.rms_norm(x, w["norm.weight"], spec.norm_eps)
-    return ops.fused_linear(h, w["lm_head"], out=out)
+def head(spec: ModelSpec, w: dict, x: np.ndarray, delta, ws: Workspace, rows: np.ndarray | None = None,
+         out: np.ndarray | None = None) -> np.ndarray:
+    """x += delta, final norm, output projection of x's `rows` (all rows
+    when None, into out)."""
+    name = "ln_f" if spec.family == "gpt2" else "norm"
+    h = _norm(spec, w, name, x, delta, ws("h", x.shape[0]))
+    return linear(h if rows is None else h[rows], w["lm_head"], out=out)

@@ -59,7 +59,7 @@ class CostModel:
         cost = graph.layers[layer]
         if cost.kind == "embed":
             return 0.0
-        if cost.file_bytes >= cost.weight_bytes:  # float32 in the file: mapped in place
+        if cost.file_bytes >= cost.weight_bytes:  # weights run as stored: mapped in place
             return cost.weight_bytes / self.rates.page_in_bytes_per_s
         return cost.file_bytes / self.rates.widen_bytes_per_s
 

@@ -84,7 +84,11 @@ def test_reduced_precision_checkpoints(tmp_path, kind, dtype):
     cfg = MODELS[kind]
     ref = build(kind, tmp_path, dtype=dtype, **cfg)
     with Engine(tmp_path, **EXACT, context=128, step_tokens=64) as probe:
-        third = probe.model.graph.total_weight_bytes(64) // 3  # float32 bytes once widened
+        # a third of the stored (16-bit) weight bytes resident, on top of the KV cache, activations and scratch
+        plan = probe.plan
+        third = probe.model.graph.total_weight_bytes(64) // 3 + plan.kv_bytes + plan.activation_bytes + \
+            plan.scratch_bytes
+        assert len(plan_groups(probe, third)) > 1, "the budget must make the weights stream"
     for budget in (None, third):
         with Engine(tmp_path, **EXACT, memory_budget=budget, context=128, step_tokens=64) as engine:
             assert_logits_close(engine.forward(PROMPT[:7]), reference_logits(ref, PROMPT[:7]))
@@ -95,3 +99,10 @@ def test_chunked_prefill_matches(model):
     name, path, ref = model
     with Engine(path, **EXACT, step_tokens=16) as engine:  # 64 tokens in 4 chunks
         assert_logits_close(engine.forward(PROMPT), reference_logits(ref, PROMPT))
+
+
+def plan_groups(engine, budget):
+    from edgecore.planner import plan_model
+
+    return plan_model(engine.model.graph, budget, context_tokens=128, step_tokens=64, strategy="auto",
+                      all_logits=False, kv_bytes=engine.plan.kv_bytes).groups

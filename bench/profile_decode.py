@@ -1,0 +1,193 @@
+"""Where a decode step's time goes: inside the C kernels vs outside them.
+
+    python bench/profile_decode.py [--threads 2] [--steps 32] [--models demo,llama-125m] [--contexts 128,1024]
+
+For each model and context length (tokens already in the KV cache before
+decoding), runs `steps` single-token engine.step calls twice: plain (the
+step time and tokens/s) and with every ops kernel entry point the engine
+calls wrapped in a timer (kernel time per step, calls per step). The
+out-of-kernel share is 1 - kernel / step time within each timed step (the
+median over steps: robust to other processes' bursts): Python glue, NumPy
+temporaries, argument checks and the wrappers' own cost (an upper bound).
+The long-context figure is decode tok/s after 1024 tokens vs after 128.
+Models: the built-in demo (GPT-2 bytes) and a random Llama of the
+"Llama-125M" shape (hidden 768, 12 layers, 12 heads, FFN 3072, vocab 32000,
+tied embedding, float32). Prints a table, writes bench/results/profile_decode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import table, write_json  # noqa: E402
+
+from edgecore import Engine, ops  # noqa: E402
+
+KERNELS = ("fused_linear", "linear", "linear_multi", "rms_norm", "layer_norm", "rope", "kv_store", "attention",
+           "route_topk")
+
+LLAMA_125M = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  num_key_value_heads=12, vocab_size=32000, max_position_embeddings=2048)
+
+
+def write_llama(path: Path, cfg: dict, seed: int = 0) -> Path:
+    """A random-weight Llama checkpoint (HF names, tied embedding), written
+    with edgecore's own safetensors writer (no torch needed)."""
+    from edgecore.weights import save_safetensors
+
+    rng = np.random.default_rng(seed)
+    d, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    kv = d // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+
+    def w(*shape):
+        return (rng.standard_normal(shape, np.float32) * 0.02).astype(np.float32)
+
+    tensors = {"model.embed_tokens.weight": w(v, d), "model.norm.weight": np.ones(d, np.float32)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        tensors.update({p + "self_attn.q_proj.weight": w(d, d), p + "self_attn.k_proj.weight": w(kv, d),
+                        p + "self_attn.v_proj.weight": w(kv, d), p + "self_attn.o_proj.weight": w(d, d),
+                        p + "mlp.gate_proj.weight": w(f, d), p + "mlp.up_proj.weight": w(f, d),
+                        p + "mlp.down_proj.weight": w(d, f), p + "input_layernorm.weight": np.ones(d, np.float32),
+                        p + "post_attention_layernorm.weight": np.ones(d, np.float32)})
+    path.mkdir(parents=True, exist_ok=True)
+    save_safetensors(path / "model.safetensors", tensors)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "rms_norm_eps": 1e-5,
+              "rope_theta": 10000.0, "tie_word_embeddings": True, "hidden_act": "silu",
+              "bos_token_id": None, "eos_token_id": None, **cfg}
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@contextmanager
+def kernel_threads(n: int):
+    """edgecore's thread count for the block (only edgecore kernels run here)."""
+    before = ops.get_num_threads()
+    ops.set_num_threads(n)
+    try:
+        yield
+    finally:
+        ops.set_num_threads(before)
+
+
+@contextmanager
+def timed_kernels():
+    """Wrap the ops entry points; yields (seconds Counter, calls Counter)."""
+    seconds, calls = Counter(), Counter()
+    originals = {name: getattr(ops, name) for name in KERNELS}
+
+    def wrap(name, fn):
+        clock = time.perf_counter
+
+        def timed(*args, **kwargs):
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[name] += clock() - t0
+                calls[name] += 1
+        return timed
+
+    for name, fn in originals.items():
+        setattr(ops, name, wrap(name, fn))
+    try:
+        yield seconds, calls
+    finally:
+        for name, fn in originals.items():
+            setattr(ops, name, fn)
+
+
+def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False):
+    """Prefill prompt into a fresh sequence, then `steps` greedy decode
+    steps. Returns (each decode step's seconds, the kernel seconds inside
+    each step, kernel seconds and calls per op over the decode steps; the
+    kernel figures are zero unless timed)."""
+    kv = engine.kv
+    seq = kv.new_sequence()
+    try:
+        token = None
+        for start in range(0, len(prompt), engine.step_tokens):
+            chunk = np.array(prompt[start:start + engine.step_tokens], np.int64)
+            kv.reserve(seq, len(chunk))
+            token = int(engine.step([(seq, chunk)])[0].argmax())
+        times, inside = [], []
+        with timed_kernels() if timed else nullcontext((Counter(), Counter())) as (seconds, calls):
+            for _ in range(steps):
+                kv.reserve(seq, 1)
+                k0 = sum(seconds.values())
+                t0 = time.perf_counter()
+                logits = engine.step([(seq, np.array([token], np.int64))])
+                times.append(time.perf_counter() - t0)
+                inside.append(sum(seconds.values()) - k0)
+                token = int(logits[0].argmax())
+        return times, inside, seconds, calls
+    finally:
+        kv.release(seq)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--models", default="demo,llama-125m")
+    ap.add_argument("--contexts", default="128,1024")
+    ap.add_argument("--kv-dtype", default="f16")
+    args = ap.parse_args()
+    contexts = [int(c) for c in args.contexts.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            path = name if name.startswith("demo") else write_llama(Path(tmp) / name, LLAMA_125M)
+            probe = Engine(path, context=16)
+            limit = probe.spec.max_positions
+            probe.close()
+            usable = [c for c in contexts if c + args.steps <= limit]
+            if not usable:
+                print(f"{name}: no context in {contexts} fits its {limit} positions", file=sys.stderr)
+                continue
+            with Engine(path, context=max(usable) + args.steps, kv_dtype=args.kv_dtype) as engine:
+                vocab = engine.spec.vocab_size
+                for n in [int(t) for t in args.threads.split(",")]:
+                    with kernel_threads(n):
+                        for ctx in usable:
+                            prompt = [int(t) for t in np.random.default_rng(ctx).integers(0, vocab, ctx)]
+                            decode_steps(engine, prompt[:8], 4)  # warm-up: first touch of every weight page
+                            plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
+                            times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True)
+                            wrapped = statistics.median(times)
+                            # per step, then the median: robust to bursts from other processes
+                            outside = statistics.median(1 - k / t for k, t in zip(inside, times, strict=True))
+                            per_step = {k: v / args.steps for k, v in seconds.items()}  # means, by op
+                            kernel = statistics.median(inside)
+                            rows.append({
+                                "model": name, "threads": n, "context": ctx, "kv_dtype": args.kv_dtype,
+                                "step_ms": plain * 1e3, "tok_s": 1 / plain, "wrapped_step_ms": wrapped * 1e3,
+                                "kernel_ms": kernel * 1e3, "out_of_kernel_pct": 100 * outside,
+                                "calls_per_step": sum(calls.values()) / max(1, args.steps),
+                                "kernel_ms_by_op": {k: v * 1e3 for k, v in per_step.items()},
+                            })
+                            print(rows[-1], flush=True)
+    for r in rows:
+        base = next((b for b in rows if b["model"] == r["model"] and b["threads"] == r["threads"]
+                     and b["context"] == min(contexts)), None)
+        r["vs_first_context"] = r["tok_s"] / base["tok_s"] if base else None
+    print(table(rows, [("model", "model"), ("threads", "thr"), ("context", "context"), ("step_ms", "step ms"),
+                       ("tok_s", "tok/s"), ("vs_first_context", "vs shortest"), ("wrapped_step_ms", "timed step ms"),
+                       ("kernel_ms", "kernel ms"),
+                       ("out_of_kernel_pct", "outside %"), ("calls_per_step", "calls/step")]))
+    print(f"wrote {write_json('profile_decode', {'rows': rows, 'steps': args.steps})}")
+
+
+if __name__ == "__main__":
+    main()
