@@ -178,3 +178,73 @@ def test_edgecore_tokenizer_from_the_file(model_dirs, name, tmp_path):
     ours = tokenizer_from_gguf(gguf_metadata(out), str(out))
     text = "The capital of France is Paris. <|im_start|>user\nHello, 1234 worlds!<|im_end|>"
     assert ours.encode(text, add_special_tokens=False) == tok.encode(text, add_special_tokens=False).ids
+
+
+def test_fused_mixtral_experts_give_the_same_file(model_dirs, tmp_path):
+    """A Mixtral checkpoint with transformers 5's fused experts
+    (mlp.experts.gate_up_proj [E, 2I, d], down_proj [E, d, I]) gives the
+    same bytes as one with per-expert w1/w2/w3."""
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src, model, _ = model_dirs("mixtral")
+    fused = tmp_path / "fused"
+    shutil.copytree(src, fused)
+    tensors = load_file(fused / "model.safetensors")
+    cfg = json.loads((fused / "config.json").read_text())
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        e = cfg["num_local_experts"]
+        w = {r: [tensors.pop(f"{p}block_sparse_moe.experts.{j}.{r}.weight") for j in range(e)]
+             for r in ("w1", "w2", "w3")}
+        pairs = zip(w["w1"], w["w3"], strict=True)
+        tensors[p + "mlp.experts.gate_up_proj"] = np.stack([np.concatenate([g, u]) for g, u in pairs])
+        tensors[p + "mlp.experts.down_proj"] = np.stack(w["w2"])
+        tensors[p + "mlp.gate.weight"] = tensors.pop(p + "block_sparse_moe.gate.weight")
+    save_file(tensors, fused / "model.safetensors")
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    quantize_model(src, a, "q4_0")
+    quantize_model(fused, b, "q4_0")
+    ra, rb = gguf.GGUFReader(str(a)), gguf.GGUFReader(str(b))
+    assert [t.name for t in ra.tensors] == [t.name for t in rb.tensors]
+    for ta, tb in zip(ra.tensors, rb.tensors, strict=True):
+        assert np.asarray(ta.data).tobytes() == np.asarray(tb.data).tobytes(), ta.name
+
+
+def test_llama3_rope_scaling_writes_rope_freqs(model_dirs, tmp_path):
+    """Llama 3 RoPE scaling becomes llama.cpp's rope_freqs tensor: per
+    frequency 1 (short wavelengths), the factor (long ones) or the smooth
+    blend between, as llama.cpp's converter computes it."""
+    import json
+    import math
+    import shutil
+
+    src, model, _ = model_dirs("llama")
+    d = tmp_path / "llama3"
+    shutil.copytree(src, d)
+    cfg = json.loads((d / "config.json").read_text())
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 64, "rope_theta": 500000.0}
+    cfg.pop("rope_parameters", None)
+    cfg["rope_scaling"], cfg["rope_theta"] = scaling, scaling["rope_theta"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "l3.gguf"
+    quantize_model(d, out, "f16")
+    tensors = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}
+    got = np.asarray(tensors["rope_freqs.weight"].data)
+    dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    want = []
+    low, high = 64 / 1.0, 64 / 4.0
+    for i in range(0, dim, 2):
+        wavelen = 2 * math.pi * 500000.0 ** (i / dim)
+        if wavelen < high:
+            want.append(1.0)
+        elif wavelen > low:
+            want.append(8.0)
+        else:
+            smooth = (64 / wavelen - 1.0) / (4.0 - 1.0)
+            want.append(1 / ((1 - smooth) / 8.0 + smooth))
+    assert tensors["rope_freqs.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    np.testing.assert_allclose(got, np.array(want, np.float32), rtol=1e-6)
