@@ -116,12 +116,16 @@ def _pre_name(pre, path: Path) -> str:
 
 
 def _adds_bos(doc: dict, config: dict, bos: int | None) -> bool:
+    """tokenizer_config.json's add_bos_token, else whether tokenizer.json's
+    post-processor puts the BOS token first in a single sequence."""
     if isinstance(config.get("add_bos_token"), bool):
         return config["add_bos_token"]
     post = doc.get("post_processor") or {}
     processors = post.get("processors", []) if post.get("type") == "Sequence" else [post]
     for p in processors:
         if p.get("type") == "TemplateProcessing" and p.get("single"):
-            first = p["single"][0]
-            return "SpecialToken" in first and bos is not None
+            first = p["single"][0].get("SpecialToken")
+            if first is None or bos is None:
+                return False
+            return (p.get("special_tokens") or {}).get(first["id"], {}).get("ids") == [bos]
     return False

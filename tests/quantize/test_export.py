@@ -248,3 +248,22 @@ def test_llama3_rope_scaling_writes_rope_freqs(model_dirs, tmp_path):
             want.append(1 / ((1 - smooth) / 8.0 + smooth))
     assert tensors["rope_freqs.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     np.testing.assert_allclose(got, np.array(want, np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("template", "config", "want"), [
+    ("<s> $A", {}, True), (None, {}, False), ("$A </s>", {}, False), ("<s> $A", {"add_bos_token": False}, False)])
+def test_add_bos_token_follows_the_source(tmp_path, template, config, want):
+    """tokenizer.ggml.add_bos_token: tokenizer_config.json's add_bos_token
+    when set, else whether the post-processor starts with the BOS token."""
+    from support.tokenizers import byte_level_bpe, save_dir
+
+    from edgecore.models.spec import parse_config
+    from edgecore.quantize.tokenizer import tokenizer_metadata
+
+    tok = byte_level_bpe(300, template=template)
+    save_dir(tmp_path, tok, **config)
+    spec = parse_config({"architectures": ["LlamaForCausalLM"], "vocab_size": tok.get_vocab_size(), "hidden_size": 64,
+                         "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+                         "max_position_embeddings": 64, "bos_token_id": tok.token_to_id("<s>")})
+    meta = {key: value for key, _, value in tokenizer_metadata(tmp_path, spec)}
+    assert meta["tokenizer.ggml.add_bos_token"] is want
