@@ -267,3 +267,25 @@ def test_add_bos_token_follows_the_source(tmp_path, template, config, want):
                          "max_position_embeddings": 64, "bos_token_id": tok.token_to_id("<s>")})
     meta = {key: value for key, _, value in tokenizer_metadata(tmp_path, spec)}
     assert meta["tokenizer.ggml.add_bos_token"] is want
+
+
+def test_sharded_source_gives_the_same_file(model_dirs, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    from edgecore.weights import save_sharded
+
+    src, _, _ = model_dirs("llama")
+    sharded = tmp_path / "sharded"
+    shutil.copytree(src, sharded)
+    tensors = load_file(sharded / "model.safetensors")
+    (sharded / "model.safetensors").unlink()
+    save_sharded(sharded, tensors, max_shard_bytes=64 << 10)
+    assert len(list(sharded.glob("model-*.safetensors"))) > 2
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    quantize_model(src, a, "q5_1")
+    quantize_model(sharded, b, "q5_1")
+    ra, rb = gguf.GGUFReader(str(a)), gguf.GGUFReader(str(b))
+    for ta, tb in zip(ra.tensors, rb.tensors, strict=True):
+        assert ta.name == tb.name and np.asarray(ta.data).tobytes() == np.asarray(tb.data).tobytes()
