@@ -48,7 +48,7 @@ class GenerationStats:
     decode_tokens_per_s: float | None
     peak_rss_bytes: int | None  # process peak RSS during the call (VmHWM after a reset)
     peak_rss_is_call_peak: bool  # False if the kernel could not reset the peak (then it is the process peak)
-    weight_bytes_loaded: int  # float32 weight bytes brought in during the call (streaming)
+    weight_bytes_loaded: int  # weight bytes (stored type) brought in during the call (streaming)
     finish_reason: str  # length | eos | stop | cancelled
     strategy: str
     groups: int
@@ -78,11 +78,13 @@ class GenerationResult:
 
 
 class Engine:
-    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) under a
-    memory budget.
+    """Run a Hugging Face checkpoint (GPT-2, Llama, Mixtral families) or a
+    GGUF file (architectures llama, with or without experts, and gpt2)
+    under a memory budget, weights in their stored type.
 
-    model_dir: a model directory, a built-in model name ("demo",
-    "demo-moe"), or None for the default demo model. memory_budget: bytes
+    model_dir: a model directory, a .gguf file, a registry name
+    (`edgecore models`), a built-in model name ("demo", "demo-moe"), or
+    None for the default demo model. memory_budget: bytes
     (int) or a size string ("512M"); None = no limit. strategy: sequential,
     greedy, speculative or auto. threads: kernel threads (process-wide, as
     edgecore.set_num_threads). context: KV cache capacity in tokens
@@ -149,7 +151,7 @@ class Engine:
         self._kv = [(self.pool.allocate(kv_shape, label=f"kv.{i}.k"), self.pool.allocate(kv_shape, label=f"kv.{i}.v"))
                     for i in blocks]
         self.cache = L.KVCache([k.array for k, _ in self._kv], [v.array for _, v in self._kv])
-        self.rope = L.Rope(spec.rope.inv_freq(), self.context) if spec.rope else None
+        self.rope = L.Rope(spec.rope.inv_freq(), self.context, spec.rope.interleaved) if spec.rope else None
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one sequence at a time: the KV cache is shared
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, from position 0

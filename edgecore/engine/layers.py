@@ -1,8 +1,9 @@
 """Transformer math for one step of T new tokens at positions [pos, pos+T).
 
-Linear layers run on the fused C kernel (`ops.fused_linear`); norms, RoPE
-and attention use NumPy in float32 (the same precision PyTorch uses on CPU).
-Weights arrive as a dict role -> float32 array (see `runtime.py`).
+Linear layers run on the C kernels in the weights' stored type (weight.py);
+norms, RoPE and attention use NumPy in float32 (the same precision PyTorch
+uses on CPU). Weights arrive as a dict role -> Weight for matrices, float32
+array for norms and biases (see `runtime.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecore import ops
+from edgecore.engine.weight import linear, linears, swiglu
 from edgecore.models.spec import ModelSpec
 
 
@@ -31,23 +33,32 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 
 class Rope:
-    """Rotary position tables for positions [0, context) (rotate-half form,
-    as in Hugging Face Llama/Mistral/Mixtral)."""
+    """Rotary position tables for positions [0, context): rotate-half form,
+    as in Hugging Face Llama/Mistral/Mixtral, or with `interleaved` the
+    adjacent pairs (2i, 2i+1) of GGUF llama files."""
 
-    def __init__(self, inv_freq: np.ndarray, context: int):
+    def __init__(self, inv_freq: np.ndarray, context: int, interleaved: bool = False):
         angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
         self.cos = np.cos(angles).astype(np.float32)
         self.sin = np.sin(angles).astype(np.float32)
+        self.interleaved = interleaved
 
     def apply(self, x: np.ndarray, pos: int) -> np.ndarray:
         """x: [T, heads, head_dim] -> rotated copy."""
         t, half = x.shape[0], x.shape[-1] // 2
         cos = self.cos[pos:pos + t, None, :]
         sin = self.sin[pos:pos + t, None, :]
-        x1, x2 = x[..., :half], x[..., half:]
+        if self.interleaved:
+            x1, x2 = x[..., 0::2], x[..., 1::2]
+        else:
+            x1, x2 = x[..., :half], x[..., half:]
         out = np.empty_like(x)
-        out[..., :half] = x1 * cos - x2 * sin
-        out[..., half:] = x2 * cos + x1 * sin
+        if self.interleaved:
+            out[..., 0::2] = x1 * cos - x2 * sin
+            out[..., 1::2] = x2 * cos + x1 * sin
+        else:
+            out[..., :half] = x1 * cos - x2 * sin
+            out[..., half:] = x2 * cos + x1 * sin
         return out
 
 
@@ -103,15 +114,15 @@ def attention(q: np.ndarray, cache: KVCache, layer: int, pos: int, scale: float)
 def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, cache: KVCache, layer: int, pos: int) -> np.ndarray:
     t, d, hd = x.shape[0], spec.hidden_size, spec.head_dim
     h = layer_norm(x, w["ln_1.weight"], w["ln_1.bias"], spec.norm_eps)
-    qkv = ops.fused_linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"], transposed=True)
+    qkv = linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"])
     q = qkv[:, :d].reshape(t, spec.num_heads, hd)
     k = qkv[:, d:2 * d].reshape(t, spec.num_heads, hd)
     cache.store(layer, pos, k, qkv[:, 2 * d:].reshape(t, spec.num_heads, hd))
     a = attention(q, cache, layer, pos, hd ** -0.5)
-    x = x + ops.fused_linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"], transposed=True)
+    x = x + linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"])
     h = layer_norm(x, w["ln_2.weight"], w["ln_2.bias"], spec.norm_eps)
-    m = ops.fused_linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation, transposed=True)
-    x += ops.fused_linear(m, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"], transposed=True)
+    m = linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"], activation=spec.activation)
+    x += linear(m, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"])
     return x
 
 
@@ -120,21 +131,13 @@ def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: 
     """Pre-norm GQA self-attention with RoPE; returns x + attention(x)."""
     t, hd = x.shape[0], spec.head_dim
     h = rms_norm(x, w["input_layernorm.weight"], spec.norm_eps)
-    q = ops.fused_linear(h, w["self_attn.q_proj.weight"], w.get("self_attn.q_proj.bias"))
-    k = ops.fused_linear(h, w["self_attn.k_proj.weight"], w.get("self_attn.k_proj.bias"))
-    v = ops.fused_linear(h, w["self_attn.v_proj.weight"], w.get("self_attn.v_proj.bias"))
+    q, k, v = linears(h, [w[f"self_attn.{p}_proj.weight"] for p in "qkv"],
+                      [w.get(f"self_attn.{p}_proj.bias") for p in "qkv"])
     q = rope.apply(q.reshape(t, spec.num_heads, hd), pos)
     k = rope.apply(k.reshape(t, spec.num_kv_heads, hd), pos)
     cache.store(layer, pos, k, v.reshape(t, spec.num_kv_heads, hd))
     a = attention(q, cache, layer, pos, hd ** -0.5)
-    return x + ops.fused_linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"))
-
-
-def swiglu(h: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray, biases=(None, None, None)
-           ) -> np.ndarray:
-    g = ops.fused_linear(h, gate, biases[0], activation="silu")
-    g *= ops.fused_linear(h, up, biases[1])
-    return ops.fused_linear(g, down, biases[2])
+    return x + linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"))
 
 
 def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCache, layer: int,
@@ -146,17 +149,10 @@ def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, cache: KVCa
     return x
 
 
-def embed(spec: ModelSpec, wte: np.ndarray, wpe: np.ndarray | None, ids: np.ndarray, pos: int) -> np.ndarray:
-    x = np.ascontiguousarray(wte[ids], dtype=np.float32)
-    if wpe is not None:
-        x += wpe[pos:pos + len(ids)]
-    return x
-
-
 def head(spec: ModelSpec, w: dict, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Final norm + output projection for the rows of x."""
     if spec.family == "gpt2":
         h = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], spec.norm_eps)
     else:
         h = rms_norm(x, w["norm.weight"], spec.norm_eps)
-    return ops.fused_linear(h, w["lm_head"], out=out)
+    return linear(h, w["lm_head"], out=out)

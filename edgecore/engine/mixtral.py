@@ -12,15 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from edgecore import ops
-from edgecore.engine.layers import KVCache, Rope, llama_attention, rms_norm, swiglu
+from edgecore.engine.layers import KVCache, Rope, llama_attention, rms_norm
+from edgecore.engine.weight import Weight, linear, swiglu
 from edgecore.models.spec import ModelSpec
 
 
-def expert_weights(w: dict, expert: int, intermediate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gate [I, d], up [I, d], down [d, I]) for either checkpoint layout."""
+def expert_weights(w: dict, expert: int, intermediate: int) -> tuple[Weight, Weight, Weight]:
+    """(gate [I, d], up [I, d], down [d, I]) for every checkpoint layout."""
     if "moe.gate_up" in w:  # fused: gate_up [E, 2I, d] (gate rows first), down [E, d, I]
         gate_up = w["moe.gate_up"][expert]
-        return gate_up[:intermediate], gate_up[intermediate:], w["moe.down"][expert]
+        return gate_up.rows(0, intermediate), gate_up.rows(intermediate, 2 * intermediate), w["moe.down"][expert]
+    if "moe.gate_exps" in w:  # GGUF stacked: gate, up [E, I, d], down [E, d, I]
+        return w["moe.gate_exps"][expert], w["moe.up_exps"][expert], w["moe.down_exps"][expert]
     e = w["experts"][expert]
     return e["w1"], e["w3"], e["w2"]
 
@@ -30,7 +33,7 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
     down) weights (default: from w, all resident); `route(logits)` returns
     (ids, weights) [T, k] (default: plain top-k). Returns (out [T, d],
     router logits [T, E])."""
-    logits = ops.fused_linear(h, w["moe.gate.weight"])
+    logits = linear(h, w["moe.gate.weight"])
     ids, weights = route(logits) if route else ops.route_topk(logits, spec.experts_per_token)
     get = experts or (lambda e: expert_weights(w, e, spec.intermediate_size))
     out = np.zeros_like(h)

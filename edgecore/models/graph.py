@@ -2,28 +2,56 @@
 
 The planner splits these layers into consecutive groups under a budget, so
 the numbers must be honest:
-- weight_bytes: what must be resident while the layer runs. F32 tensors are
-  used in place from the mapped file (their pages); F16/BF16 tensors are
-  widened into float32 buffers (2x the file bytes). A tensor shared by two
+- weight_bytes: what must be resident while the layer runs. Weights run in
+  their stored type (F32, F16, BF16 or a GGML block type), used in place
+  from the mapped file, so a layer holds its stored bytes. Exceptions, each
+  a copy in a pool buffer: 1-D tensors (norms, biases) not stored as F32 are
+  widened to float32, and GPT-2 Conv1D weights ([in, out]) not stored as
+  F32 are transposed to [out, in] in their type. A tensor shared by two
   layers (a tied embedding/head) is counted in the layer that reads all of
   it (the head); the embedding lookup only touches the rows it gathers.
-- convert_scratch_bytes: mapped F16/BF16 pages held while one tensor is
-  widened (the largest such tensor in the layer).
+- convert_scratch_bytes: mapped source pages held while one tensor is
+  copied (the largest copied tensor in the layer).
 - kv_bytes_per_token: K and V cache for this layer, float32.
 - activation_bytes(tokens, context): the largest set of live float32
   buffers while the layer runs a step of `tokens` new tokens attending over
   `context` positions.
+- expert_bytes: a MoE layer's one expert as an expert cache holds it: its
+  gate, up and down matrices in their stored type, each part padded to
+  EXPERT_PART_ALIGN bytes in one buffer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from edgecore.models.layout import LayerLayout
+from edgecore.models.layout import LayerLayout, TensorSpec
 from edgecore.models.spec import ModelSpec
+from edgecore.weights.ggml_types import GGML_TYPES_BY_NAME
 
 PAGE = 4096
 F32 = 4
+EXPERT_PART_ALIGN = 64  # the kernels' widest alignment need; each expert matrix starts on it
+# roles of MoE expert tensors holding every expert of a layer (HF fused, GGUF stacked)
+ALL_EXPERT_ROLES = ("moe.gate_up", "moe.down", "moe.gate_exps", "moe.up_exps", "moe.down_exps")
+
+
+def stored_bytes(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes of a tensor of this shape stored as `dtype` (a safetensors
+    float dtype or a GGML type name): blocks along the innermost dimension."""
+    t = GGML_TYPES_BY_NAME[dtype]
+    return math.prod(shape[:-1]) * t.row_bytes(shape[-1]) if shape else t.block_bytes
+
+
+def padded(nbytes: int) -> int:
+    return -(-nbytes // EXPERT_PART_ALIGN) * EXPERT_PART_ALIGN
+
+
+def copied_in_pool(t: TensorSpec, dtype: str) -> bool:
+    """Whether the runtime copies this tensor into a pool buffer instead of
+    using it in place (see the module doc; misaligned views aside)."""
+    return dtype != "F32" and (len(t.shape) == 1 or t.transposed)
 
 
 @dataclass(frozen=True)
@@ -36,7 +64,7 @@ class LayerCost:
     convert_scratch_bytes: int
     kv_bytes_per_token: int
     macs_per_token: int  # multiply-adds per token, excluding attention over the context
-    expert_bytes: int = 0  # MoE: float32 bytes of one expert (0 for dense layers)
+    expert_bytes: int = 0  # MoE: stored bytes of one expert as an expert cache holds it (0 for dense layers)
     num_experts: int = 0
     row_bytes_per_token: int = 0  # embed: page-rounded bytes gathered per token
     experts_cached: bool = False  # MoE: experts live in an expert cache, not in weight_bytes
@@ -69,7 +97,7 @@ class LayerGraph:
 
     @property
     def expert_bytes(self) -> int:
-        """float32 bytes of one expert (0 for a dense model)."""
+        """Bytes of one expert in an expert cache (0 for a dense model)."""
         return max((layer.expert_bytes for layer in self.layers), default=0)
 
     def total_weight_bytes(self, tokens: int = 1) -> int:
@@ -106,34 +134,38 @@ class LayerGraph:
 
 def _layer_cost(spec: ModelSpec, layout: LayerLayout, dtypes: dict[str, str], experts_cached: bool) -> LayerCost:
     def tensor_bytes(ts) -> tuple[int, int, int]:
-        """(resident float32 bytes, file bytes, largest reduced-precision tensor)."""
+        """(resident bytes, file bytes, largest copied tensor's file bytes)."""
         resident = file = scratch = 0
         for t in ts:
-            n = 1
-            for dim in t.shape:
-                n *= dim
-            size = 2 if dtypes.get(t.name) in ("F16", "BF16") else F32
-            file += n * size
-            resident += n * F32
-            if size != F32:
-                scratch = max(scratch, n * size)
+            dtype = dtypes.get(t.name, "F32")
+            stored = stored_bytes(dtype, t.shape)
+            file += stored
+            if copied_in_pool(t, dtype):
+                resident += math.prod(t.shape) * F32 if len(t.shape) == 1 else stored
+                scratch = max(scratch, stored)
+            else:
+                resident += stored
         return resident, file, scratch
 
     tensors = list(layout.tensors.values())
     if layout.kind == "embed":
         # only the gathered rows are touched: a row spans at most this many pages
-        row_pages = -(-spec.hidden_size * F32 // PAGE) + 1
+        row_bytes = max(stored_bytes(dtypes.get(t.name, "F32"), t.shape[1:]) for t in tensors)
+        row_pages = -(-row_bytes // PAGE) + 1
         full, file, _ = tensor_bytes(tensors)
         return LayerCost(layout.name, "embed", -1, full, file, 0, 0, 0,
                          row_bytes_per_token=len(tensors) * row_pages * PAGE)
-    fused = [t for role, t in layout.tensors.items() if role in ("moe.gate_up", "moe.down")]
-    dense = [t for role, t in layout.tensors.items() if role not in ("moe.gate_up", "moe.down")]
+    fused = [t for role, t in layout.tensors.items() if role in ALL_EXPERT_ROLES]
+    dense = [t for role, t in layout.tensors.items() if role not in ALL_EXPERT_ROLES]
     resident, file, scratch = tensor_bytes(dense)
     expert_bytes = 0
     if layout.experts or fused:
         e_res, e_file, e_scratch = tensor_bytes(fused or [t for ex in layout.experts for t in ex.values()])
         n_experts = spec.num_experts
-        expert_bytes = e_res // n_experts
+        # an expert cache holds one expert's part of each stacked tensor, or its own tensors, padded
+        parts = [(t.name, t.shape[1:]) for t in fused] if fused else [
+            (t.name, t.shape) for t in layout.experts[0].values()]
+        expert_bytes = sum(padded(stored_bytes(dtypes.get(name, "F32"), shape)) for name, shape in parts)
         if experts_cached:  # one expert's source pages are mapped while it is copied out
             scratch = max(scratch, e_file // n_experts)
         else:

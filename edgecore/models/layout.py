@@ -18,6 +18,7 @@ from edgecore.models.spec import ModelError, ModelSpec
 class TensorSpec:
     name: str
     shape: tuple[int, ...]
+    transposed: bool = False  # a linear weight stored [in, out] (GPT-2's Conv1D), not [out, in]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def _gpt2(spec: ModelSpec, names: Collection[str]) -> list[LayerLayout]:
             "mlp.c_fc.weight": (d, i_dim), "mlp.c_fc.bias": (i_dim,),
             "mlp.c_proj.weight": (i_dim, d), "mlp.c_proj.bias": (d,),
         }
-        layers.append(LayerLayout(f"block.{i}", "block", i, {r: TensorSpec(b + r, s) for r, s in t.items()}))
+        layers.append(LayerLayout(f"block.{i}", "block", i, {
+            r: TensorSpec(b + r, s, transposed=len(s) == 2) for r, s in t.items()}))
     lm_head = TensorSpec("lm_head.weight", (spec.vocab_size, d))
     head = {"ln_f.weight": TensorSpec(f"{p}ln_f.weight", (d,)), "ln_f.bias": TensorSpec(f"{p}ln_f.bias", (d,)),
             "lm_head": wte if spec.tie_embeddings else lm_head}
@@ -123,20 +125,27 @@ def all_tensors(layers: list[LayerLayout]) -> dict[str, TensorSpec]:
     return out
 
 
-def validate(layers: list[LayerLayout], infos: dict, source: str) -> None:
-    """Every expected tensor present with the expected shape and a float
-    dtype the engine runs (F32, F16, BF16). `infos` maps name -> object with
-    `.shape` and `.dtype` (safetensors dtype string). Raises ModelError
-    naming every problem (up to 10)."""
+FLOAT_TYPES = ("F32", "F16", "BF16")
+
+
+def validate(layers: list[LayerLayout], infos: dict, source: str, matrix_types: Collection[str] = FLOAT_TYPES,
+             ) -> None:
+    """Every expected tensor present with the expected shape and a type the
+    engine runs: F32, F16 or BF16, and for matrices (2-D and more) also
+    `matrix_types` (GGML block types the linear kernels read, e.g. "Q4_1").
+    `infos` maps name -> object with `.shape` and `.dtype` (safetensors
+    dtype or GGML type name). Raises ModelError naming every problem (up
+    to 10)."""
     problems = []
     for name, want in all_tensors(layers).items():
         info = infos.get(name)
+        allowed = matrix_types if len(want.shape) >= 2 else FLOAT_TYPES
         if info is None:
             problems.append(f"missing tensor {name} (expected shape {list(want.shape)})")
         elif tuple(info.shape) != want.shape:
             problems.append(f"tensor {name} has shape {list(info.shape)}, expected {list(want.shape)}")
-        elif info.dtype not in ("F32", "F16", "BF16"):
-            problems.append(f"tensor {name} has dtype {info.dtype}; the engine runs F32, F16 or BF16")
+        elif info.dtype not in allowed:
+            problems.append(f"tensor {name} has dtype {info.dtype}; the engine runs {', '.join(allowed)} here")
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise ModelError(f"{source}: " + "; ".join(problems[:10]) + more)

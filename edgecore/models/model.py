@@ -1,21 +1,29 @@
-"""A model directory, opened and validated: config, mapped weights, layout,
-layer graph, tokenizer. Nothing is read beyond headers until the engine
-loads a layer."""
+"""A model, opened and validated: config, mapped weights, layout, layer
+graph, tokenizer, from a Hugging Face directory (config.json +
+safetensors) or a GGUF file (metadata + tensors + vocabulary in one file).
+Nothing is read beyond headers until the engine loads a layer."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from edgecore import ops
 from edgecore.memory.sizes import format_size
-from edgecore.models.generation import load_generation_config
+from edgecore.models.generation import generation_config_from_gguf, load_generation_config
+from edgecore.models.gguf_config import spec_from_gguf
+from edgecore.models.gguf_layout import gguf_layout
 from edgecore.models.graph import LayerGraph
 from edgecore.models.hub import hub_snapshot, looks_like_hub_id
 from edgecore.models.layout import model_layout, validate
 from edgecore.models.registry import registry
 from edgecore.models.spec import ModelError, load_spec
 from edgecore.models.tokenizer import load_tokenizer
-from edgecore.weights import load_safetensors
+from edgecore.models.tokenizer_gguf import tokenizer_from_gguf
+from edgecore.weights import GGUFError, load_gguf, load_safetensors
+
+# the types the linear kernels read (their registry, docs/quantization.md), as GGML names
+GGUF_MATRIX_TYPES = tuple(t["name"].upper() for t in ops.weight_types())
 
 DEMO_MODELS = {"demo": "gpt2-bytes", "demo-moe": "mixtral-bytes"}
 
@@ -58,8 +66,8 @@ class Model:
     def __init__(self, model_dir: str | os.PathLike | None):
         self.dir = resolve_model_dir(model_dir)
         if self.dir.is_file():
-            raise ModelError(f"{self.dir}: running GGUF files is not supported by this build yet "
-                             f"(its tokenizer is: edgecore.models.tokenizer_gguf)")
+            self._open_gguf()
+            return
         self.spec = load_spec(self.dir)
         if not any((self.dir / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
             raise ModelError(f"{self.dir}: no model.safetensors or model.safetensors.index.json")
@@ -71,6 +79,34 @@ class Model:
             self.graph = LayerGraph(self.spec, self.layouts, {n: i.dtype for n, i in infos.items()})
             self.tokenizer = load_tokenizer(self.dir, self.spec)
             self.generation_config = load_generation_config(self.dir, self.spec.eos_token_ids)
+        except BaseException:
+            self.weights.close()
+            raise
+
+    def _open_gguf(self) -> None:
+        source = str(self.dir)
+        try:
+            self.weights = load_gguf(self.dir)
+        except GGUFError as exc:
+            raise ModelError(str(exc)) from None
+        except OSError as exc:
+            raise ModelError(f"{source}: cannot open the GGUF file ({exc.strerror or exc})") from None
+        try:
+            meta = self.weights.metadata
+            infos = {name: self.weights.info(name) for name in self.weights.keys()}
+            freqs = None
+            if "rope_freqs.weight" in infos:
+                if infos["rope_freqs.weight"].dtype != "F32":
+                    raise ModelError(f"{source}: tensor rope_freqs.weight has type "
+                                     f"{infos['rope_freqs.weight'].dtype}; expected F32")
+                freqs = self.weights["rope_freqs.weight"].copy()
+                self.weights.drop("rope_freqs.weight")
+            self.spec = spec_from_gguf(meta, infos, source, freqs)
+            self.layouts = gguf_layout(self.spec)
+            validate(self.layouts, infos, source, GGUF_MATRIX_TYPES)
+            self.graph = LayerGraph(self.spec, self.layouts, {n: i.dtype for n, i in infos.items()})
+            self.tokenizer = tokenizer_from_gguf(meta, source) if "tokenizer.ggml.model" in meta else None
+            self.generation_config = generation_config_from_gguf(meta, self.spec.eos_token_ids, source)
         except BaseException:
             self.weights.close()
             raise
@@ -87,7 +123,7 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.dir.name
+        return self.dir.stem if self.dir.is_file() else self.dir.name
 
     def close(self) -> None:
         self.weights.close()

@@ -28,7 +28,11 @@ ARCHITECTURES = {
 @dataclass(frozen=True)
 class RopeSpec:
     """Rotary embedding: frequencies inv_freq[i] = theta^(-2i/d), optionally
-    rescaled ("linear" divides positions; "llama3" rescales low frequencies)."""
+    rescaled ("linear" divides positions; "llama3" rescales low frequencies;
+    `freq_factors`, GGUF's `rope_freqs` tensor, divides each frequency).
+    `interleaved`: frequency i rotates the pair (2i, 2i+1) of a head (the
+    GGUF llama layout, whose converter permuted the Q/K rows for it) instead
+    of (i, i + d/2) (rotate-half, Hugging Face)."""
 
     theta: float
     dim: int
@@ -37,6 +41,8 @@ class RopeSpec:
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_positions: int = 8192
+    interleaved: bool = False
+    freq_factors: tuple[float, ...] | None = None
 
     def inv_freq(self):
         import numpy as np
@@ -53,6 +59,8 @@ class RopeSpec:
             scaled = np.where(wavelen > low_wavelen, inv / self.factor, inv)
             medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
             inv = np.where(medium, (1 - smooth) * inv / self.factor + smooth * inv, scaled)
+        if self.freq_factors is not None:
+            inv = inv / np.asarray(self.freq_factors, np.float64)
         return inv
 
 
