@@ -15,7 +15,7 @@ disk use stays at one model.
 Per file and thread count, each in a fresh process: prefill of a
 128-token prompt (tok/s), decode tok/s after it (a new random prompt each
 round, so no KV prefix is reused), and the process's peak RSS (ru_maxrss
-from wait4, the same measure for llama-bench). The decode floor is the
+from wait4 in a small launcher process, the same measure for llama-bench). The decode floor is the
 weight bytes one token reads (every tensor but the embedding rows not
 looked up) over a streaming read bandwidth: the best of several NumPy
 reductions over a 256 MiB buffer (uint64 sum, uint8 max, count_nonzero),
@@ -231,25 +231,33 @@ def bytes_per_token(path: Path) -> int:
         return sum(f.info(n).nbytes for n in f if n not in skip)
 
 
+# Runs argv[2:] and writes {"rc", "maxrss_kb"} of it to argv[1]. The peak RSS (ru_maxrss) of a process
+# carries over exec from the address space it was forked or vforked from, so a child started straight from
+# this benchmark (hundreds of MiB of source weights) would report at least the benchmark's own peak; started
+# from this small launcher it carries at most the launcher's few MiB.
+LAUNCHER = r"""
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}, f)
+"""
+
+
 def _run_rusage(cmd: list[str], timeout: float) -> tuple[int, str, str, int]:
-    """(returncode, stdout, stderr, peak RSS bytes of the child) via wait4."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), \
-            usage.ru_maxrss * 1024
+    """(returncode, stdout, stderr, peak RSS bytes of the command)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "rusage.json"
+        try:
+            proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(result), *cmd], capture_output=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return -9, "", f"timed out after {timeout:.0f} s", 0
+        if not result.exists():
+            return proc.returncode, "", proc.stderr.decode(errors="replace") or "launcher failed", 0
+        usage = json.loads(result.read_text())
+        return usage["rc"], proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"), \
+            usage["maxrss_kb"] * 1024
 
 
 def ours(path: Path, threads: int, prompt: int, new: int, rounds: int) -> dict:
