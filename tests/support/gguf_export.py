@@ -110,3 +110,53 @@ def roundtrip_model(kind: str, model, wtype: str, head_type: str | None = None):
                 y = roundtrip(x, t)
             p.copy_(torch.from_numpy(np.ascontiguousarray(y)))
     return ref
+
+
+def dequantized_llama_dir(gguf_path, out_dir) -> None:
+    """A llama-architecture GGUF file as a Hugging Face F32 directory
+    (config.json + model.safetensors), decoded by the gguf package (its
+    reader and dequantize) with llama.cpp's Q/K row order undone. No
+    tokenizer: callers pass token ids."""
+    import json
+    from pathlib import Path
+
+    import gguf
+    from safetensors.numpy import save_file
+
+    reader = gguf.GGUFReader(str(gguf_path))
+
+    def meta(key):
+        return reader.fields[key].contents()
+
+    heads, kv = meta("llama.attention.head_count"), meta("llama.attention.head_count_kv")
+    tensors = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).reshape(tuple(int(n) for n in t.shape[::-1]))
+               for t in reader.tensors}
+
+    def undo(x, h):
+        return x[np.argsort(rotary_rows(h, x.shape[0]))]
+
+    layers = meta("llama.block_count")
+    sd = {"model.embed_tokens.weight": tensors["token_embd.weight"], "model.norm.weight": tensors["output_norm.weight"]}
+    names = {"attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj",
+             "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
+             "ffn_norm": "post_attention_layernorm"}
+    for i in range(layers):
+        b, p = f"blk.{i}.", f"model.layers.{i}."
+        sd[p + "self_attn.q_proj.weight"] = undo(tensors[b + "attn_q.weight"], heads)
+        sd[p + "self_attn.k_proj.weight"] = undo(tensors[b + "attn_k.weight"], kv)
+        for g, h in names.items():
+            sd[f"{p}{h}.weight"] = tensors[f"{b}{g}.weight"]
+    tied = "output.weight" not in tensors
+    if not tied:
+        sd["lm_head.weight"] = tensors["output.weight"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}, str(out_dir / "model.safetensors"))
+    emb = sd["model.embed_tokens.weight"]
+    (out_dir / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": emb.shape[0],
+        "hidden_size": emb.shape[1], "intermediate_size": meta("llama.feed_forward_length"),
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+        "max_position_embeddings": meta("llama.context_length"),
+        "rms_norm_eps": meta("llama.attention.layer_norm_rms_epsilon"), "rope_theta": meta("llama.rope.freq_base"),
+        "tie_word_embeddings": tied}))
