@@ -380,7 +380,11 @@ def main():
                        ("rss", "RSS MiB"), ("ll_rss", "llama.cpp"), ("rss_ratio", "/ll")]))
     if any("error" in r["ours"] for r in rows):
         print(f"edgecore not measured: {next(r['ours']['error'] for r in rows if 'error' in r['ours'])}")
-    payload = {"rows": rows, "bandwidth_Bps": {n: v[0] for n, v in bandwidth.items()},
+    from edgecore import ops
+
+    kernels = {t: ops.kernel_dispatch(t) for t in types if t != "f32"}  # which micro-kernels ran each type
+    print("kernels: " + "; ".join(f"{t} gemm {k['gemm']}" for t, k in kernels.items()))
+    payload = {"rows": rows, "kernels": kernels, "bandwidth_Bps": {n: v[0] for n, v in bandwidth.items()},
                "bandwidth_probe": {n: v[1] for n, v in bandwidth.items()}, "prompt": args.prompt, "new": args.new,
                "llama_cpp_bin": str(LLAMA_BIN)}
     print(f"wrote {write_json('quant', payload)}")
