@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "pull": "pull",
     "models": "models",
     "inspect": "inspect",
+    "quantize": "quantize",
     "bench": "bench",
     "status": "status",
     "replay": "replay",

@@ -47,6 +47,7 @@ _DIGITS = "digits"  # each digit alone, then GPT-2's regex
 PRE_TOKENIZERS = {
     "default": _GPT2_SPLIT,
     "gpt2": _GPT2_SPLIT,
+    "gpt-2": _GPT2_SPLIT,  # llama.cpp's name (its converter writes it for GPT-2's regex)
     "smollm": _DIGITS,
     "llama-bpe": _LLAMA3_SPLIT,
     "llama3": _LLAMA3_SPLIT,
