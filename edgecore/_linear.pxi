@@ -267,7 +267,7 @@ def linear(x, weight, bias=None, *, wtype, activation="none", out=None, bint tra
     types compute exact integer dot products against it).
 
     For a given tier, every output value is bitwise independent of M and of
-    the thread count (f32 on SIMD tiers excepted: see docs/quantization.md).
+    the thread count (docs/quantization.md).
     """
     return _run_linear("linear", x, [weight], [bias], [wtype], activation, False,
                        None if out is None else [out], transposed, scratch)[0]

@@ -85,6 +85,8 @@ def run(args) -> int:
     try:
         from edgecore.serve.server import EdgecoreServer, bind, serve_forever
     except ImportError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
         raise CliError(f"the server needs the serve extra ({exc.name} is missing): "
                        f"pip install 'edgecore[serve]'", status=1) from None
     try:

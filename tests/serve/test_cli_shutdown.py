@@ -11,24 +11,26 @@ import pytest
 for _module in ("httpx", "openai", "starlette", "uvicorn"):
     pytest.importorskip(_module, reason=f"SKIPPED LOUDLY: {_module} missing (pip install 'edgecore[serve,test]')")
 
-import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+# The server runs in a fresh interpreter that imports edgecore as this one
+# does (the installed package, or PYTHONPATH's build), from a neutral
+# directory: `python -m` puts the working directory first on sys.path, and a
+# checkout there (no compiled extension) would shadow the installed package.
+NEUTRAL = tempfile.gettempdir()
 
 
 def start(*flags: str) -> tuple[subprocess.Popen, str, list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "edgecore", "serve", "--port", "0", *flags], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "edgecore", "serve", "--port", "0", *flags], cwd=NEUTRAL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     url = None
@@ -133,7 +135,6 @@ def test_flag_mistakes_are_one_line(flags, message, capsys):
 
 
 def test_a_model_that_does_not_load_ends_the_server_with_one_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "edgecore", "serve", "--model", str(tmp_path / "nothing"), "--port",
-                        "0"], env=env, capture_output=True, text=True, timeout=120)
+                        "0"], cwd=NEUTRAL, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "could not load the model" in r.stderr and "Traceback" not in r.stderr, r.stderr
