@@ -230,8 +230,9 @@ def test_cli_prints_one_line_for_a_broken_file(tmp_path, llama_source):
     import sys
 
     path = write_llama_gguf(llama_source, tmp_path / "mamba.gguf", "f32", arch="mamba")
+    # from tmp_path: `python -m` puts the working directory first on sys.path (a checkout would shadow the wheel)
     proc = subprocess.run([sys.executable, "-m", "edgecore", "run", "--model", str(path), "--prompt", "hi"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

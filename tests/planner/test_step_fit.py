@@ -32,7 +32,8 @@ def test_the_issues_example_needs_a_smaller_step(gpt2):
     model = Model(path)
     try:
         graph = model.graph
-        assert 19.0 < graph.file_bytes / 2**20 < 19.6
+        # 18.8 MiB stored now that the tied wte/lm_head tensor is counted once (the issue's 19.3 counted it twice)
+        assert 18.5 < graph.file_bytes / 2**20 < 19.6
         at_default, _ = minimum_budget(graph, context_tokens=256, step_tokens=256, all_logits=False)
         at_floor, _ = minimum_budget(graph, context_tokens=256, all_logits=False)
         assert at_floor <= BUDGET < at_default
