@@ -162,7 +162,8 @@ EC_INLINE void decode6(const uint8_t *b, kblock6 *k) {
     /* chunk t: int16 sc[2t] in the low lane, sc[2t + 1] in the high lane. Both
      * lanes of `half` hold groups 0-7 (t < 4) or 8-15, then one byte shuffle */
     for (int t = 0; t < 8; t++) {
-        const __m256i half = _mm256_permute4x64_epi64(k->sc16, t < 4 ? _MM_SHUFFLE(1, 0, 1, 0) : _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256i half = (t < 4 ? _mm256_permute4x64_epi64(k->sc16, _MM_SHUFFLE(1, 0, 1, 0))
+                                         : _mm256_permute4x64_epi64(k->sc16, _MM_SHUFFLE(3, 2, 3, 2)));
         const short lo = (short)(0x0100 + 0x0202 * (2 * (t & 3))), hi = (short)(lo + 0x0202);
         k->sc[t] = _mm256_shuffle_epi8(half, _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi,
                                                                hi, hi));
