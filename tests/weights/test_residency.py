@@ -6,6 +6,7 @@ under test."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -15,6 +16,12 @@ from edgecore.weights import PAGE_SIZE, load_safetensors, save_safetensors
 from edgecore.weights.mapping import _bytes_on_pages, page_span
 
 MiB = 1 << 20
+# Under AddressSanitizer (tools/check-sanitizers.sh preloads libasan) every
+# malloc of the interpreter goes through ASan's allocator, whose quarantine
+# keeps freed blocks resident, so the process RSS grows between two readings
+# by more than the drop can be told apart from; the per-mapping count
+# (smaps) still checks that the file's pages left.
+_UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 @pytest.fixture
@@ -53,7 +60,8 @@ def test_drop_lowers_resident_bytes_and_rss(model, proc):
         assert advised >= 32 * MiB and advised % PAGE_SIZE == 0
         assert f.resident_bytes("big") == 0
         assert proc.smaps_rss(path) <= 2 * PAGE_SIZE  # at most the pages the small tensors keep
-        assert rss_loaded - proc.vm_rss() >= 31 * MiB, "dropping 32 MiB of pages must lower RSS"
+        if not _UNDER_ASAN:
+            assert rss_loaded - proc.vm_rss() >= 31 * MiB, "dropping 32 MiB of pages must lower RSS"
         # the pages come back from the file on the next read: nothing was lost
         np.testing.assert_array_equal(view, big)
         assert f.resident_bytes("big") == 32 * MiB
