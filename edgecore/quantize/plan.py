@@ -189,16 +189,22 @@ def llama3_rope_factors(spec: ModelSpec) -> np.ndarray:
     return (plain.inv_freq() / rope.inv_freq()).astype(np.float32)
 
 
-def _llama_metadata(spec: ModelSpec) -> tuple:
-    a = "llama"
-    meta = [
+def _shared_metadata(a: str, spec: ModelSpec) -> list:
+    """The `{arch}.*` keys llama and gpt2 files both carry."""
+    return [
         (f"{a}.vocab_size", "u32", spec.vocab_size),
         (f"{a}.context_length", "u32", spec.max_positions),
         (f"{a}.embedding_length", "u32", spec.hidden_size),
-        (f"{a}.block_count", "u32", spec.num_layers),
         (f"{a}.feed_forward_length", "u32", spec.intermediate_size),
-        (f"{a}.rope.dimension_count", "u32", spec.head_dim),
+        (f"{a}.block_count", "u32", spec.num_layers),
         (f"{a}.attention.head_count", "u32", spec.num_heads),
+    ]
+
+
+def _llama_metadata(spec: ModelSpec) -> tuple:
+    a = "llama"
+    meta = _shared_metadata(a, spec) + [
+        (f"{a}.rope.dimension_count", "u32", spec.head_dim),
         (f"{a}.attention.head_count_kv", "u32", spec.num_kv_heads),
         (f"{a}.attention.layer_norm_rms_epsilon", "f32", spec.norm_eps),
         (f"{a}.rope.freq_base", "f32", spec.rope.theta),
@@ -217,13 +223,4 @@ def _llama_metadata(spec: ModelSpec) -> tuple:
 
 
 def _gpt2_metadata(spec: ModelSpec) -> tuple:
-    a = "gpt2"
-    return (
-        (f"{a}.vocab_size", "u32", spec.vocab_size),
-        (f"{a}.context_length", "u32", spec.max_positions),
-        (f"{a}.embedding_length", "u32", spec.hidden_size),
-        (f"{a}.feed_forward_length", "u32", spec.intermediate_size),
-        (f"{a}.block_count", "u32", spec.num_layers),
-        (f"{a}.attention.head_count", "u32", spec.num_heads),
-        (f"{a}.attention.layer_norm_epsilon", "f32", spec.norm_eps),
-    )
+    return tuple(_shared_metadata("gpt2", spec) + [("gpt2.attention.layer_norm_epsilon", "f32", spec.norm_eps)])
