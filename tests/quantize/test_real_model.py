@@ -9,19 +9,16 @@ nearly every position of a text."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from support.gguf_export import dequantized_llama_dir
+from support.real_models import real_model
 
 from edgecore import Engine
 from edgecore.quantize import quantize_model
 
 pytest.importorskip("gguf", reason="the gguf package reads and writes GGUF files (pip install gguf)")
 
-MODEL = Path(os.environ.get("EDGECORE_TEST_MODELS", "/work/models")) / "smollm2.gguf"
 QUESTION = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 TEXT = ("The river runs through the old town, past the market and the church, and on towards the sea. "
         "In the morning the fishermen bring their boats in, and by noon the square is full of people "
@@ -30,14 +27,12 @@ TEXT = ("The river runs through the old town, past the market and the church, an
 
 @pytest.mark.slow
 def test_smollm2_requantized_to_q8_0(tmp_path):
-    if not MODEL.exists():
-        pytest.skip(f"SKIPPED LOUDLY: the real model {MODEL} is not here (set EDGECORE_TEST_MODELS, or "
-                    f"`edgecore pull smollm2`)")
+    model = real_model("smollm2")
     src = tmp_path / "smollm2-hf"
-    dequantized_llama_dir(MODEL, src)
+    dequantized_llama_dir(model, src)
     out = tmp_path / "smollm2-q8_0.gguf"
     quantize_model(src, out, "q8_0")
-    with Engine(MODEL) as shipped, Engine(out) as ours:
+    with Engine(model) as shipped, Engine(out) as ours:
         tok = shipped.tokenizer
         question = tok.encode(QUESTION, add_special_tokens=False)
         want = shipped.generate(question, max_new_tokens=12, temperature=0).tokens

