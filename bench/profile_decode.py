@@ -12,7 +12,8 @@ temporaries, argument checks and the wrappers' own cost (an upper bound).
 The long-context figure is decode tok/s after 1024 tokens vs after 128.
 Models: the built-in demo (GPT-2 bytes) and a random Llama of the
 "Llama-125M" shape (hidden 768, 12 layers, 12 heads, FFN 3072, vocab 32000,
-tied embedding, float32). Prints a table, writes bench/results/profile_decode.json.
+tied embedding, float32) by default; any name or path `--model` takes
+(e.g. smollm2, a GGUF file) also works. Prints a table, writes bench/results/profile_decode.json.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            path = name if name.startswith("demo") else write_llama(Path(tmp) / name, LLAMA_125M)
+            # llama-125m is built here; any other name is what --model takes (demo, smollm2, a path)
+            path = write_llama(Path(tmp) / name, LLAMA_125M) if name == "llama-125m" else name
             probe = Engine(path, context=16)
             limit = probe.spec.max_positions
             probe.close()

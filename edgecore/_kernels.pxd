@@ -108,9 +108,9 @@ cdef extern from "edgecore/kernels.h" nogil:
         size_t n
         int transposed
 
-    int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, size_t *bytes)
+    int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, int refine, size_t *bytes)
     int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *outs, size_t n_outs,
-                        int act, int glu, void *scratch, size_t scratch_bytes)
+                        int act, int glu, int refine, void *scratch, size_t scratch_bytes)
     size_t ec_act_row_bytes(int format, size_t k)
     int ec_quantize_activations(int format, const float *x, size_t m, size_t k, void *out)
     int ec_dequantize_rows(int wtype, const void *w, size_t n_rows, size_t k, const int64_t *rows,

@@ -115,11 +115,11 @@ cdef list _as_wtypes(object wtypes, Py_ssize_t count, str fn):
     return result
 
 
-def linear_scratch_bytes(wtypes, Py_ssize_t m, Py_ssize_t k):
+def linear_scratch_bytes(wtypes, Py_ssize_t m, Py_ssize_t k, *, bint refine=False):
     """Bytes of scratch a ``linear`` / ``linear_multi`` call with these
     weight types and an [m, k] input needs (x quantized once per activation
-    format; 0 if every type reads float32 x). Pass a uint8 array of at least
-    this size as ``scratch=`` to make the call allocation-free."""
+    format, twice as many rows with ``refine``; 0 if every type reads float32
+    x). Pass a uint8 array of at least this size as ``scratch=`` to make the call allocation-free."""
     cdef str fn = "linear_scratch_bytes"
     cdef list names = _as_wtypes(wtypes, 1, fn) if isinstance(wtypes, (str, int, np.integer)) else list(wtypes)
     cdef int ids[EC_LINEAR_MAX_OUTS]
@@ -133,7 +133,7 @@ def linear_scratch_bytes(wtypes, Py_ssize_t m, Py_ssize_t k):
         if k % <Py_ssize_t>ec_wtype_find(ids[i]).block_elems:
             raise ValueError(f"{fn}: {_wname(ec_wtype_find(ids[i]))} needs K to be a multiple of "
                              f"{ec_wtype_find(ids[i]).block_elems}, got k={k}")
-    ec_linear_scratch_bytes(ids, len(names), m, k, &bytes)
+    ec_linear_scratch_bytes(ids, len(names), m, k, refine, &bytes)
     return bytes
 
 
@@ -142,7 +142,7 @@ cdef int _raise_overlap(str fn, str oname) except -1:
 
 
 cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes, object activation, bint glu,
-                        object outs, bint transposed, object scratch):
+                        object outs, bint transposed, object scratch, bint refine):
     cdef cnp.ndarray xa = _as_array(x, fn, "x")
     cdef cnp.ndarray wa, ba, ya, sa
     cdef cnp.npy_intp m, k, n
@@ -229,7 +229,7 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
             if _overlaps(ya, results[i]):
                 _raise_overlap(fn, _O_NAMES[o])
 
-    ec_linear_scratch_bytes(ids, count, m, k, &need)
+    ec_linear_scratch_bytes(ids, count, m, k, refine, &need)
     if need:
         if scratch is None:
             sa = np.empty(need, np.uint8)
@@ -247,13 +247,15 @@ cdef object _run_linear(str fn, object x, list weights, list biases, list wtypes
         have = <size_t>cnp.PyArray_NBYTES(sa)
 
     with nogil:
-        rc = ec_linear_multi(<const float *>cnp.PyArray_DATA(xa), m, k, c_outs, count, act, glu, scratch_ptr, have)
+        rc = ec_linear_multi(<const float *>cnp.PyArray_DATA(xa), m, k, c_outs, count, act, glu, refine,
+                             scratch_ptr, have)
     if rc != EC_OK:  # every condition is checked above; this would be a bug
         raise RuntimeError(f"{fn}: kernel rejected the arguments ({_LINEAR_ERRORS.get(rc, rc)})")
     return results
 
 
-def linear(x, weight, bias=None, *, wtype, activation="none", out=None, bint transposed=False, scratch=None):
+def linear(x, weight, bias=None, *, wtype, activation="none", out=None, bint transposed=False, scratch=None,
+           bint refine=False):
     """y = activation(x @ W.T + bias) for a weight stored as ``wtype``.
 
     x: float32 [M, K] or [K]. weight, by type: f32 float32 [N, K] (or [K, N]
@@ -262,19 +264,23 @@ def linear(x, weight, bias=None, *, wtype, activation="none", out=None, bint tra
     uint8 [N, K / block * block bytes], rows of GGML blocks. K must be a
     multiple of the type's block. bias: optional float32 [N]. out: optional
     float32 result array. scratch: optional uint8 array of at least
-    ``linear_scratch_bytes(wtype, M, K)`` bytes (allocated per call when
-    None) for x quantized to 8 bits (docs/quantization.md: the quantized
-    types compute exact integer dot products against it).
+    ``linear_scratch_bytes(wtype, M, K, refine=refine)`` bytes (allocated
+    per call when None) for x quantized to 8 bits (docs/quantization.md: the
+    quantized types compute exact integer dot products against it).
+    refine: for the 8-bit activation types, also quantize what the 8-bit
+    blocks of each row leave out and add its product (two passes over one
+    read of the weights; an input error about 250 times smaller). The f32,
+    f16 and bf16 types read x exactly and ignore it.
 
     For a given tier, every output value is bitwise independent of M and of
     the thread count (docs/quantization.md).
     """
     return _run_linear("linear", x, [weight], [bias], [wtype], activation, False,
-                       None if out is None else [out], transposed, scratch)[0]
+                       None if out is None else [out], transposed, scratch, refine)[0]
 
 
 def linear_multi(x, weights, biases=None, *, wtypes, activation="none", bint glu=False, outs=None,
-                 bint transposed=False, scratch=None):
+                 bint transposed=False, scratch=None, bint refine=False):
     """Several linears sharing one input, in one parallel run: returns
     ``[activation(x @ W_i.T + b_i) for each i]`` (x quantized once per format
     the types need; all outputs' columns split across threads together).
@@ -290,4 +296,4 @@ def linear_multi(x, weights, biases=None, *, wtypes, activation="none", bint glu
         raise TypeError(f"{fn}: weights must be a sequence of weight arrays")
     weights = list(weights)
     return _run_linear(fn, x, weights, None if biases is None else list(biases), _as_wtypes(wtypes, len(weights), fn),
-                       activation, glu, None if outs is None else list(outs), transposed, scratch)
+                       activation, glu, None if outs is None else list(outs), transposed, scratch, refine)

@@ -5,6 +5,10 @@
  * The driver owns everything but the inner products (qkernels.h):
  *   - x is quantized once per call, per activation format the outputs
  *     consume, into the caller's scratch (f32/f16/bf16 read x as it is);
+ *   - with refine, the 8-bit formats also quantize each row's residual
+ *     r = x - d q (what the blocks leave out) as a second row, and every
+ *     tile folds its pair of rows: W x8 + W r8, two passes over one read of
+ *     the weights (docs/quantization.md);
  *   - the columns of all outputs are cut into work units that the threads
  *     take from an atomic counter, so a preempted worker delays only the
  *     unit it holds, not a fixed share of the call;
@@ -40,6 +44,7 @@ typedef struct {
     ec_linear_args f32;     /* f32 weights: the tuned kernel's arguments */
     const char *x;          /* activations in this type's format */
     size_t x_stride;        /* bytes per activation row */
+    int refine;             /* rows come in (x, residual) pairs */
     size_t row_bytes;       /* bytes per weight row */
     size_t panel;           /* columns per cache block */
     size_t chunk;           /* columns per work unit */
@@ -60,6 +65,21 @@ typedef struct {
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
+/* Rows y[m0, m0 + mt) x columns [j, j + nr) of a refined output: the
+ * micro-kernel runs over the 2 mt activation rows (x and residual of each
+ * row, interleaved) into a tile on the stack, and each pair is summed. The
+ * sum depends on its two rows only, so batch invariance holds. */
+static void refined_tile(const linear_job *job, const out_plan *p, size_t m0, size_t mt, size_t j, size_t nr) {
+    const ec_qresolved *r = p->r;
+    float tile[2 * EC_MR_MAX][EC_NR_MAX];
+    for (size_t v = 0; v < 2 * mt; v += r->mr)
+        r->gemm(job->k, min_size(r->mr, 2 * mt - v), nr, p->x + (2 * m0 + v) * p->x_stride, p->x_stride,
+                (const char *)p->o->w + j * p->row_bytes, p->row_bytes, tile[v], EC_NR_MAX);
+    float *y = p->o->y + m0 * p->o->n + j;
+    for (size_t i = 0; i < mt; i++)
+        for (size_t c = 0; c < nr; c++) y[i * p->o->n + c] = tile[2 * i][c] + tile[2 * i + 1][c];
+}
+
 /* y[:, n0:n1) of one output, raw sums; with `epilogue`, bias + activation
  * applied to each tile's rows right after they are computed. */
 static void quantized_cols(const linear_job *job, const out_plan *p, size_t n0, size_t n1, int epilogue) {
@@ -68,13 +88,20 @@ static void quantized_cols(const linear_job *job, const out_plan *p, size_t n0, 
     const char *w = p->o->w;
     float *y = p->o->y;
     const float *bias = p->o->bias;
+    /* refined: a tile of output rows is half a tile of activation rows */
+    const size_t step = p->refine ? (r->mr >= 2 ? r->mr / 2 : 1) : r->mr;
     for (size_t nb = n0; nb < n1; nb += p->panel) {
         const size_t ne = min_size(n1, nb + p->panel);
-        for (size_t m0 = 0; m0 < M; m0 += r->mr) {
-            const size_t mt = min_size(r->mr, M - m0);
-            for (size_t j = nb; j < ne; j += r->nr)
-                r->gemm(job->k, mt, min_size(r->nr, ne - j), p->x + m0 * p->x_stride, p->x_stride,
-                        w + j * p->row_bytes, p->row_bytes, y + m0 * N + j, N);
+        for (size_t m0 = 0; m0 < M; m0 += step) {
+            const size_t mt = min_size(step, M - m0);
+            for (size_t j = nb; j < ne; j += r->nr) {
+                const size_t nr = min_size(r->nr, ne - j);
+                if (p->refine)
+                    refined_tile(job, p, m0, mt, j, nr);
+                else
+                    r->gemm(job->k, mt, nr, p->x + m0 * p->x_stride, p->x_stride, w + j * p->row_bytes,
+                            p->row_bytes, y + m0 * N + j, N);
+            }
             if (epilogue)
                 for (size_t i = m0; i < m0 + mt; i++)
                     job->bias_act(y + i * N + nb, bias ? bias + nb : NULL, ne - nb, job->act);
@@ -151,37 +178,67 @@ static unsigned formats_needed(const int *wtypes, size_t n_outs) {
     return f;
 }
 
-static size_t scratch_for(unsigned formats, size_t m, size_t k) {
+static size_t scratch_for(unsigned formats, size_t m, size_t k, int refine) {
     size_t bytes = 0;
     for (int f = EC_AF_Q8_32; f < EC_AF_COUNT; f++)
-        if (formats & (1u << f)) bytes += SCRATCH_ALIGN - 1 + m * ec_act_row_bytes(f, k);
+        if (formats & (1u << f)) bytes += SCRATCH_ALIGN - 1 + (refine ? 2 : 1) * m * ec_act_row_bytes(f, k);
     return bytes;
 }
 
-int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, size_t *bytes) {
+/* d and q of activation block b of a row in format f. */
+static void act_block(int f, const char *row, size_t b, float *d, const int8_t **q) {
+    if (f == EC_AF_Q8_32) {
+        const ec_act_q8_32 *blk = (const ec_act_q8_32 *)row + b;
+        *d = blk->d, *q = blk->q;
+    } else {
+        const ec_act_q8_256 *blk = (const ec_act_q8_256 *)row + b;
+        *d = blk->d, *q = blk->q;
+    }
+}
+
+/* Row x (k elements) into out_x and, with refine, its residual r = x - d q
+ * (float32: d q rounded, then subtracted) into out_r, quantized by the same
+ * rule block by block (the quantizers are block-local). */
+static void quantize_row(int f, ec_actquant_fn quantize, const float *x, size_t k, char *out_x, char *out_r) {
+    quantize(x, out_x, k);
+    if (!out_r) return;
+    const size_t be = f == EC_AF_Q8_32 ? 32 : 256, bb = ec_act_row_bytes(f, be);
+    float r[256];
+    for (size_t b = 0; b < k / be; b++) {
+        float d;
+        const int8_t *q;
+        act_block(f, out_x, b, &d, &q);
+        for (size_t e = 0; e < be; e++) r[e] = x[b * be + e] - d * (float)q[e];
+        quantize(r, out_r + b * bb, be);
+    }
+}
+
+int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, int refine, size_t *bytes) {
     if (n_outs < 1 || n_outs > EC_LINEAR_MAX_OUTS) return EC_ERR_ARG;
     for (size_t o = 0; o < n_outs; o++) {
         const ec_wtype_info *t = ec_wtype_find(wtypes[o]);
         if (!t) return EC_ERR_WTYPE;
         if (k % t->block_elems) return EC_ERR_K;
     }
-    *bytes = scratch_for(formats_needed(wtypes, n_outs), m, k);
+    *bytes = scratch_for(formats_needed(wtypes, n_outs), m, k, refine);
     return EC_OK;
 }
 
 /* ---- entry points ------------------------------------------------------- */
 
 int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *outs, size_t n_outs,
-                    int act, int glu, void *scratch, size_t scratch_bytes) {
+                    int act, int glu, int refine, void *scratch, size_t scratch_bytes) {
     const int rc = check_outputs(outs, n_outs, k, glu);
     if (rc != EC_OK) return rc;
     int wtypes[EC_LINEAR_MAX_OUTS];
     for (size_t o = 0; o < n_outs; o++) wtypes[o] = outs[o].wtype;
     const unsigned formats = formats_needed(wtypes, n_outs);
-    if (formats && (!scratch || scratch_bytes < scratch_for(formats, m, k))) return EC_ERR_SCRATCH;
+    refine = refine && formats; /* float activations are exact already */
+    if (formats && (!scratch || scratch_bytes < scratch_for(formats, m, k, refine))) return EC_ERR_SCRATCH;
     if (m == 0) return EC_OK;
 
-    /* x once per format, 64-byte aligned, the caller's thread */
+    /* x once per format, 64-byte aligned, the caller's thread; refined:
+     * row 2i holds x_i, row 2i + 1 its residual */
     const char *xq[EC_AF_COUNT] = {(const char *)x, NULL, NULL};
     char *s = scratch;
     for (int f = EC_AF_Q8_32; f < EC_AF_COUNT; f++) {
@@ -189,9 +246,11 @@ int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *out
         char *buf = (char *)round_up((size_t)s, SCRATCH_ALIGN);
         const size_t row = ec_act_row_bytes(f, k);
         const ec_actquant_fn quantize = ec_qactquant(f);
-        for (size_t i = 0; i < m; i++) quantize(x + i * k, buf + i * row, k);
+        const size_t rows = refine ? 2 : 1;
+        for (size_t i = 0; i < m; i++)
+            quantize_row(f, quantize, x + i * k, k, buf + rows * i * row, refine ? buf + (2 * i + 1) * row : NULL);
         xq[f] = buf;
-        s = buf + m * row;
+        s = buf + rows * m * row;
     }
 
     size_t total_n = 0;
@@ -223,6 +282,7 @@ int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *out
         p->row_bytes = ec_wtype_row_bytes(t, k);
         p->x = xq[t->act_format];
         p->x_stride = t->act_format == EC_AF_F32 ? k * sizeof(float) : ec_act_row_bytes(t->act_format, k);
+        p->refine = refine && t->act_format != EC_AF_F32;
         p->f32 = (ec_linear_args){x, outs[o].w, outs[o].bias, outs[o].y, m, outs[o].n, k, outs[o].transposed, act};
         if (t->id == EC_WT_F32) {
             p->panel = outs[o].n;
@@ -254,7 +314,7 @@ int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *out
 int ec_linear(int wtype, const float *x, const void *w, const float *bias, float *y, size_t m,
               size_t n, size_t k, int transposed, int act, void *scratch, size_t scratch_bytes) {
     const ec_linear_out o = {wtype, w, bias, y, n, transposed};
-    return ec_linear_multi(x, m, k, &o, 1, act, 0, scratch, scratch_bytes);
+    return ec_linear_multi(x, m, k, &o, 1, act, 0, 0, scratch, scratch_bytes);
 }
 
 void ec_linear_f32(const float *x, const float *w, const float *bias, float *y, size_t m, size_t n,
@@ -267,7 +327,7 @@ void ec_linear_f32(const float *x, const float *w, const float *bias, float *y, 
         return;
     }
     const ec_linear_out o = {EC_WT_F32, w, bias, y, n, transposed};
-    (void)ec_linear_multi(x, m, k, &o, 1, act, 0, NULL, 0); /* f32 cannot fail */
+    (void)ec_linear_multi(x, m, k, &o, 1, act, 0, 0, NULL, 0); /* f32 cannot fail */
 }
 
 void ec_linear_f32_serial(const ec_linear_args *a) { ec_active->linear_f32(a, 0, a->n); }

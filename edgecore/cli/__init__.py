@@ -62,10 +62,16 @@ class CliError(Exception):
         self.status = status
 
 
+# every character str.splitlines breaks at, written as its escape
+_LINE_BREAKS_ESCAPED = {ord(c): ascii(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (no usage block) pointing at --help."""
 
     def error(self, message: str):
+        # an argument typed with a line break in it stays on the one line
+        message = message.translate(_LINE_BREAKS_ESCAPED)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -16,13 +16,12 @@ blocks [N, K / block * block bytes]), usually a view into the mapped file.
 
 Activation precision (`Weight.refine`, set by the runtime from the engine's
 `act_precision`). The block-quantized kernels quantize their input x to 8
-bits per block (docs/quantization.md): x = x8 + r with |r| <= d/2 per
-element (d = block max / 127). With "q8x2" the rows [x; r] go through the
-kernel together, r quantized by the same rule (its step is at most d/254),
-and the two halves of the output are added: W x8 + W r8, an input error
-about 250 times smaller, as if x had ~15 bits. The weights are read once
-for both rows, so a bandwidth-bound decode step costs little more; compute
-(prefill) doubles. "q8" is the single pass llama.cpp also makes.
+bits per block (docs/quantization.md). With "q8x2" the driver also
+quantizes what those blocks leave out and adds its product (`refine=True`
+in ops: W x8 + W r8, an input error about 250 times smaller, as if x had
+~15 bits), reading the weights once for both, so a bandwidth-bound decode
+step costs little more; compute (prefill) doubles. "q8" is the single pass
+llama.cpp also makes.
 """
 
 from __future__ import annotations
@@ -63,90 +62,42 @@ def linear(x: np.ndarray, w: Weight, bias: np.ndarray | None = None, activation:
     """activation(x @ W.T + bias) for float32 x [M, K] (into out when given)."""
     if w.wtype == "f32":
         return ops.fused_linear(x, w.data, bias, activation=activation, transposed=w.transposed, out=out)
-    if not w.refine:
-        return ops.linear(x, w.data, bias, wtype=w.wtype, activation=activation, out=out)
-    y = _fold(ops.linear(with_residual(x, w.act_format), w.data, wtype=w.wtype), bias, None)
-    return _activate(y, activation, out)
+    return ops.linear(x, w.data, bias, wtype=w.wtype, activation=activation, out=out, refine=w.refine)
 
 
 def linears(x: np.ndarray, ws: Sequence[Weight], biases: Sequence[np.ndarray | None] | None = None,
             outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
     """x @ W_i.T + b_i for weights sharing x (into outs[i] when given): one
-    linear_multi call, f32 included, unless the weights need different
-    passes (some transposed, or refined activations of different formats)."""
+    linear_multi call, f32 included, unless some are transposed and some not."""
     biases = biases or [None] * len(ws)
     outs = outs or [None] * len(ws)
     if _mixed_layouts(ws):
         return [linear(x, w, b, out=o) for w, b, o in zip(ws, biases, outs, strict=True)]
-    if not any(w.refine for w in ws):
-        return ops.linear_multi(x, [w.data for w in ws], biases, wtypes=[w.wtype for w in ws], outs=outs,
-                                transposed=ws[0].transposed)
-    if len({w.act_format for w in ws}) > 1:  # a residual corrects one quantization rule only
-        return [linear(x, w, b, out=o) for w, b, o in zip(ws, biases, outs, strict=True)]
-    ys = ops.linear_multi(with_residual(x, ws[0].act_format), [w.data for w in ws], wtypes=[w.wtype for w in ws])
-    return [_fold(y, b, o) for y, b, o in zip(ys, biases, outs, strict=True)]
+    return ops.linear_multi(x, [w.data for w in ws], biases, wtypes=[w.wtype for w in ws], outs=outs,
+                            transposed=ws[0].transposed, refine=_refine(ws))
 
 
 def swiglu(x: np.ndarray, gate: Weight, up: Weight, down: Weight, biases=(None, None, None),
            outs=(None, None, None)) -> np.ndarray:
     """down(silu(gate(x)) * up(x)); outs: optional (gate, up, down) result
     buffers."""
-    if _mixed_layouts((gate, up)) or gate.refine or up.refine:
-        g, u = linears(x, (gate, up), biases[:2], outs[:2])
-        g = _activate(g, "silu", g)
-        g *= u
+    if _mixed_layouts((gate, up)):
+        g = linear(x, gate, biases[0], activation="silu", out=outs[0])
+        g *= linear(x, up, biases[1], out=outs[1])
     else:  # the gated pair in one call, SwiGLU's product fused
         g, _ = ops.linear_multi(x, [gate.data, up.data], biases[:2], wtypes=[gate.wtype, up.wtype],
-                                activation="silu", glu=True, outs=outs[:2], transposed=gate.transposed)
+                                activation="silu", glu=True, outs=outs[:2], transposed=gate.transposed,
+                                refine=_refine((gate, up)))
     return linear(g, down, biases[2], out=outs[2])
+
+
+def _refine(ws: Sequence[Weight]) -> bool:
+    # the runtime sets one act_precision for every weight; types with
+    # float32 activations ignore the flag
+    return any(w.refine for w in ws)
 
 
 def _mixed_layouts(ws: Sequence[Weight]) -> bool:
     # linear_multi's transposed flag is for all weights at once; a [K, N]
     # weight is always f32 (the runtime transposes other types at load)
     return len({w.transposed for w in ws}) > 1
-
-
-def with_residual(x: np.ndarray, act_format: str) -> np.ndarray:
-    """[x; r] (2M rows): x and what the kernel's 8-bit quantization of x
-    leaves out, r = x - d * q, read from the driver's own blocks."""
-    x = np.ascontiguousarray(x, np.float32).reshape(-1, x.shape[-1])
-    m, k = x.shape
-    blocks = ops.quantize_activations(x, act_format)
-    if act_format == "q8_32":  # float32 d, int32 sum, int8 q[32]: 40 bytes
-        b = blocks.reshape(m, k // 32, 40)
-        d, q = b[..., :4].copy().view(np.float32), b[..., 8:].view(np.int8)
-    else:  # q8_256: float32 d, int8 q[256], int16 bsums[16]: 292 bytes
-        b = blocks.reshape(m, k // 256, 292)
-        d, q = b[..., :4].copy().view(np.float32), b[..., 4:260].view(np.int8)
-    out = np.empty((2 * m, k), np.float32)
-    out[:m] = x
-    np.subtract(x, (q.astype(np.float32) * d).reshape(m, k), out=out[m:])
-    return out
-
-
-def _fold(y2: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
-    m = y2.shape[0] // 2
-    y = np.add(y2[:m], y2[m:], out=out)
-    if bias is not None:
-        y += bias
-    return y
-
-
-def _activate(y: np.ndarray, activation: str, out: np.ndarray | None) -> np.ndarray:
-    """The kernels' epilogue activations, in float32 NumPy (refined path)."""
-    if activation == "silu":
-        with np.errstate(over="ignore"):  # exp(-y) = inf for y < -88: y / inf = -0, silu's limit
-            y = y / (np.float32(1) + np.exp(-y))
-    elif activation == "gelu_tanh":
-        c = np.float32(np.sqrt(2 / np.pi))
-        y = np.float32(0.5) * y * (np.float32(1) + np.tanh(c * (y + np.float32(0.044715) * y * y * y)))
-    elif activation == "relu":
-        y = np.maximum(y, np.float32(0))
-    elif activation != "none":
-        raise ValueError(f"act_precision='q8x2' does not support activation {activation!r} "
-                         f"(silu, gelu_tanh, relu, none); use act_precision='q8'")
-    if out is None:
-        return y
-    np.copyto(out, y)
-    return out

@@ -16,6 +16,7 @@ from support.quant import (
     block_of,
     linear_reference,
     random_weights,
+    refined_reference,
     use,
     variant_params,
 )
@@ -69,6 +70,50 @@ def test_close_to_unquantized_activations(name, config):
             assert_within(ops.linear(x, w, wtype=name), ref, tol, f"{name} vs unquantized x")
 
 
+QUANTIZED_PARAMS = [p for p in variant_params() if TYPES[p.values[0]]["activations"] != "f32"]
+
+
+@NEEDS_GGUF
+@pytest.mark.parametrize("m", [1, 3, 17])
+@pytest.mark.parametrize("name, config", QUANTIZED_PARAMS)
+def test_refined_matches_float64_reference(name, config, m):
+    """refine=True: x's 8-bit pass plus its residual's (NumPy re-implementation
+    of both quantizations, gguf's decoder for W), with bias and SiLU."""
+    rng = np.random.default_rng([m, NAMES.index(name), 1])
+    with use(config):
+        for i, n in enumerate((1, 7, 17, 33)):
+            k = k_sizes(name)[(i + m) % len(k_sizes(name))]
+            x, w = inputs(rng, m, k), random_weights(rng, name, n, k)
+            b = rng.standard_normal(n).astype(np.float32)
+            y = ops.linear(x, w, b, wtype=name, activation="silu", refine=True)
+            ref, tol = refined_reference(x, w, name, b, "silu")
+            assert_within(y, ref, tol, f"{name} refined m={m} n={n} k={k}")
+
+
+@NEEDS_GGUF
+@pytest.mark.parametrize("name, config", QUANTIZED_PARAMS)
+def test_refined_close_to_unquantized_activations(name, config):
+    """Against x itself, refine=True meets the bound of a residual pass (its
+    step is at most 1/254 of x's), and is far closer than one 8-bit pass."""
+    rng = np.random.default_rng(NAMES.index(name) + 50)
+    k = k_sizes(name)[-1]
+    with use(config):
+        x, w = inputs(rng, 9, k), random_weights(rng, name, 40, k)
+        ref, tol = refined_reference(x, w, name, quantized_x=False)
+        refined = ops.linear(x, w, wtype=name, refine=True)
+        assert_within(refined, ref, tol, f"{name} refined vs unquantized x")
+        single = np.abs(ops.linear(x, w, wtype=name) - ref).mean()
+        assert np.abs(refined - ref).mean() * 30 < single, "the residual pass must cut the error by 30x or more"
+
+
+@pytest.mark.parametrize("name", ["f32", "f16", "bf16"])
+def test_refine_is_a_no_op_for_float_activations(name):
+    rng = np.random.default_rng(11)
+    x, w = inputs(rng, 3, 64), random_weights(rng, name, 9, 64)
+    np.testing.assert_array_equal(ops.linear(x, w, wtype=name, refine=True), ops.linear(x, w, wtype=name))
+    assert ops.linear_scratch_bytes(name, 3, 64, refine=True) == 0
+
+
 @NEEDS_GGUF
 @pytest.mark.parametrize("activation", ACTS)
 @pytest.mark.parametrize("name, config", variant_params())
@@ -111,20 +156,22 @@ def test_nonfinite_activations_poison_only_their_row(name, config):
             np.testing.assert_array_equal(y[[0, 2, 5]], want[[0, 2, 5]])
 
 
+@pytest.mark.parametrize("refine", [False, True], ids=["q8", "refined"])
 @pytest.mark.parametrize("name, config", variant_params())
-def test_row_independent_of_batch(name, config):
+def test_row_independent_of_batch(name, config, refine):
     """Row i of an M-row call equals the same row computed alone, and in a
     batch of other rows at another position, bit for bit, for every M the
-    driver tiles differently (1..8, 17, 64)."""
+    driver tiles differently (1..8, 17, 64); refined too (its rows come in
+    pairs, so the tiles hold half as many)."""
     rng = np.random.default_rng(NAMES.index(name))
     k = k_sizes(name)[-1]
     w = random_weights(rng, name, 50, k)
     xs = inputs(rng, 64, k)
     with use(config):
-        alone = np.concatenate([ops.linear(xs[i : i + 1], w, wtype=name) for i in range(64)])
+        alone = np.concatenate([ops.linear(xs[i : i + 1], w, wtype=name, refine=refine) for i in range(64)])
         for m in M_SIZES:
             start = (m * 7) % (64 - m + 1)
-            y = ops.linear(np.ascontiguousarray(xs[start : start + m]), w, wtype=name)
+            y = ops.linear(np.ascontiguousarray(xs[start : start + m]), w, wtype=name, refine=refine)
             np.testing.assert_array_equal(y, alone[start : start + m], err_msg=f"m={m}")
 
 
@@ -171,8 +218,9 @@ def threads():
     ops.set_num_threads(before)
 
 
+@pytest.mark.parametrize("refine", [False, True], ids=["q8", "refined"])
 @pytest.mark.parametrize("name, config", variant_params())
-def test_thread_count_invariance(name, config, threads):
+def test_thread_count_invariance(name, config, threads, refine):
     """1, 2 and 3 threads, bitwise (big enough to be split: see
     thread_calibration; the work units come from an atomic counter)."""
     rng = np.random.default_rng(NAMES.index(name) + 200)
@@ -185,7 +233,7 @@ def test_thread_count_invariance(name, config, threads):
             results = []
             for n in (1, 2, 3):
                 ops.set_num_threads(n)
-                results.append(ops.linear(x, w, b, wtype=name, activation="gelu"))
+                results.append(ops.linear(x, w, b, wtype=name, activation="gelu", refine=refine))
             for r in results[1:]:
                 np.testing.assert_array_equal(r, results[0])
 
@@ -248,6 +296,14 @@ def test_caller_scratch_is_used_and_reusable(name):
     want = ops.linear(x, w, wtype=name)
     for _ in range(2):
         np.testing.assert_array_equal(ops.linear(x, w, wtype=name, scratch=scratch), want)
+    refined = ops.linear_scratch_bytes(name, 7, k, refine=True)
+    assert refined >= 2 * 7 * k * block_bytes and (refined == 0) == (fmt == "f32")
+    if refined:  # a scratch sized for one pass is refused for two
+        want2 = ops.linear(x, w, wtype=name, refine=True)
+        np.testing.assert_array_equal(ops.linear(x, w, wtype=name, refine=True, scratch=np.empty(refined, np.uint8)),
+                                      want2)
+        with pytest.raises(ValueError, match=rf"this call needs {refined}"):
+            ops.linear(x, w, wtype=name, refine=True, scratch=np.empty(refined - 1, np.uint8))
     if need:
         assert (scratch != 0xAB).any()  # the quantized x went there
         with pytest.raises(ValueError, match=rf"scratch has {need - 1} bytes, this call needs {need}"):

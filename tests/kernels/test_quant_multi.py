@@ -3,7 +3,17 @@ and the GLU combine (SwiGLU / GeGLU)."""
 
 import numpy as np
 import pytest
-from support.quant import NAMES, NEEDS_GGUF, activation_ref, assert_within, linear_reference, random_weights, use
+from support.quant import (
+    NAMES,
+    NEEDS_GGUF,
+    TYPES,
+    activation_ref,
+    assert_within,
+    linear_reference,
+    random_weights,
+    refined_reference,
+    use,
+)
 
 from edgecore import ops
 
@@ -57,6 +67,28 @@ def test_glu_matches_reference(gate, up, activation):
                 if gate != "f32":
                     g = ops.linear(x, wg, bg, wtype=gate, activation=activation)
                     np.testing.assert_array_equal(y, g * u)
+
+
+@NEEDS_GGUF
+@pytest.mark.parametrize("gate, up", [("q4_1", "q4_1"), ("q4_k", "q8_0"), ("f16", "q6_k")])
+def test_refined_glu_matches_reference(gate, up):
+    """glu with refine=True: each quantized output refined (the f16 one reads x
+    exactly), SiLU(gate) * up against the float64 references of both."""
+    rng = np.random.default_rng([NAMES.index(gate), NAMES.index(up), 7])
+    k, n = 512, 70
+    wg, wu = random_weights(rng, gate, n, k), random_weights(rng, up, n, k)
+    for tier in ops.capabilities()["available"]:
+        with ops.forced_tier(tier):
+            for m in (1, 3, 17):
+                x = rng.standard_normal((m, k)).astype(np.float32)
+                y, u = ops.linear_multi(x, [wg, wu], wtypes=[gate, up], activation="silu", glu=True, refine=True)
+                (g_ref, g_tol), (u_ref, u_tol) = (
+                    refined_reference(x, w, t) if TYPES[t]["activations"] != "f32" else linear_reference(x, w, t)
+                    for w, t in ((wg, gate), (wu, up)))
+                assert_within(u, u_ref, u_tol, "up")
+                a = activation_ref(g_ref, "silu")
+                tol = 1.2 * g_tol * np.abs(u_ref) + np.abs(a) * u_tol + 1e-5 * np.abs(a * u_ref) + 1e-30
+                assert_within(y, a * u_ref, tol, f"{gate}/{up} {tier} m={m} refined")
 
 
 def test_glu_row_and_thread_invariance():

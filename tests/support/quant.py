@@ -270,6 +270,43 @@ def linear_reference(x, w, name, bias=None, act="none", quantized_x=True):
     return ref, tol
 
 
+def activation_residual(x: np.ndarray, name: str) -> np.ndarray:
+    """What the 8-bit blocks of x leave out, r = x - d q, in float32 (d q
+    rounded on its own, then subtracted), as docs/quantization.md defines
+    the refined pass."""
+    block = 32 if TYPES[name]["activations"] == "q8_32" else 256
+    d, q = quantize_activations_ref(x, block)
+    approx = (np.repeat(d, block, axis=1) * q.astype(np.float32)).astype(np.float32)
+    return (x.astype(np.float32) - approx).astype(np.float32)
+
+
+def refined_reference(x, w, name, bias=None, act="none", quantized_x=True):
+    """(ref, tol) for refine=True: the 8-bit pass over x plus the 8-bit pass
+    over its float32 residual r, each bounded as linear_reference does
+    (float64 from gguf's decoder), their float32 sum adding one rounding.
+
+    quantized_x=False: against x itself. x = x_eff + r + e1 with
+    |e1| <= 2u (|x| + d) per element (r's float32 rounding), and the
+    residual pass errs by at most d_r / 2 per element (d_r = max |r| / 127
+    <= d / 254) instead of the single pass's d / 2."""
+    r = activation_residual(x, name)
+    ref_x, tol_x = linear_reference(x, w, name)
+    ref_r, tol_r = linear_reference(r, w, name, quantized_x=quantized_x)
+    if quantized_x:
+        pre = ref_x + ref_r
+    else:
+        w64 = np.abs(dequantize_ref(w, name).astype(np.float64))
+        block = 32 if TYPES[name]["activations"] == "q8_32" else 256
+        d, _ = quantize_activations_ref(x, block)
+        e1 = 2 * U * (np.abs(x.astype(np.float64)) + np.repeat(d.astype(np.float64), block, axis=1))
+        pre = x.astype(np.float64) @ dequantize_ref(w, name).astype(np.float64).T
+        tol_r = tol_r + e1 @ w64.T
+    if bias is not None:
+        pre = pre + bias.astype(np.float64)
+    ref = activation_ref(pre, act)
+    return ref, 1.2 * (tol_x + tol_r + U * np.abs(pre)) + 4e-6 * np.abs(ref) + 1e-30
+
+
 def assert_within(y, ref, tol, what=""):
     err = np.abs(y.astype(np.float64) - ref)
     bad = ~(err <= tol)

@@ -240,8 +240,9 @@ typedef struct {
 #define EC_LINEAR_MAX_OUTS 16
 
 /* Scratch bytes a call needs: the activations quantized once per format the
- * outputs' types consume (0 when every type takes float32 activations). */
-int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, size_t *bytes);
+ * outputs' types consume (0 when every type takes float32 activations);
+ * twice as many rows with refine. */
+int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k, int refine, size_t *bytes);
 
 /*
  * For every output o: y_o[m, n] = act(sum_k x[m, k] * W_o(n, k) + bias_o[n]),
@@ -251,10 +252,13 @@ int ec_linear_scratch_bytes(const int *wtypes, size_t n_outs, size_t m, size_t k
  * x is [M, K] float32. Outputs must not overlap each other or the inputs,
  * scratch must not overlap anything. For a given tier and feature set every
  * output value is bitwise independent of M, of the thread count and of the
- * other outputs. Returns EC_OK or an EC_ERR_* code (nothing written then).
+ * other outputs. With refine, the 8-bit types also quantize each row's
+ * quantization residual and add its product (two passes, one weight read:
+ * docs/quantization.md); other types ignore it.
+ * Returns EC_OK or an EC_ERR_* code (nothing written then).
  */
 int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *outs, size_t n_outs,
-                    int act, int glu, void *scratch, size_t scratch_bytes);
+                    int act, int glu, int refine, void *scratch, size_t scratch_bytes);
 
 /* ec_linear_multi with one output. */
 int ec_linear(int wtype, const float *x, const void *w, const float *bias, float *y, size_t m,
