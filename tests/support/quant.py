@@ -40,6 +40,11 @@ def block_of(name: str) -> int:
     return TYPES[name]["block_elems"]
 
 
+def act_block_of(name: str) -> int:
+    """Elements per block of the 8-bit activation format the type consumes."""
+    return 32 if TYPES[name]["activations"] == "q8_32" else 256
+
+
 def row_bytes(name: str, k: int) -> int:
     t = TYPES[name]
     return k // t["block_elems"] * t["block_bytes"]
@@ -212,7 +217,7 @@ def effective_activations(x: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
     fmt = TYPES[name]["activations"]
     if fmt == "f32":
         return x.astype(np.float64), np.zeros(x.shape)
-    block = 32 if fmt == "q8_32" else 256
+    block = act_block_of(name)
     d, q = quantize_activations_ref(x, block)
     d_el = np.repeat(d.astype(np.float64), block, axis=1)
     xq = d_el * q.astype(np.float64)
@@ -274,7 +279,7 @@ def activation_residual(x: np.ndarray, name: str) -> np.ndarray:
     """What the 8-bit blocks of x leave out, r = x - d q, in float32 (d q
     rounded on its own, then subtracted), as docs/quantization.md defines
     the refined pass."""
-    block = 32 if TYPES[name]["activations"] == "q8_32" else 256
+    block = act_block_of(name)
     d, q = quantize_activations_ref(x, block)
     approx = (np.repeat(d, block, axis=1) * q.astype(np.float32)).astype(np.float32)
     return (x.astype(np.float32) - approx).astype(np.float32)
@@ -296,7 +301,7 @@ def refined_reference(x, w, name, bias=None, act="none", quantized_x=True):
         pre = ref_x + ref_r
     else:
         w64 = np.abs(dequantize_ref(w, name).astype(np.float64))
-        block = 32 if TYPES[name]["activations"] == "q8_32" else 256
+        block = act_block_of(name)
         d, _ = quantize_activations_ref(x, block)
         e1 = 2 * U * (np.abs(x.astype(np.float64)) + np.repeat(d.astype(np.float64), block, axis=1))
         pre = x.astype(np.float64) @ dequantize_ref(w, name).astype(np.float64).T
