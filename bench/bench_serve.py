@@ -1,7 +1,7 @@
 """`edgecore serve` under load, side by side with llama.cpp's llama-server.
 
     python bench/bench_serve.py                                  # demo model; llama-server if built
-    python bench/bench_serve.py --model smollm2 --gguf /work/models/smollm2.gguf
+    python bench/bench_serve.py --model smollm2        # llama-server on the same file
     python bench/bench_serve.py --model /path/to/random-llama --concurrency 1,4,8
 
 Each server is started as a subprocess on 127.0.0.1 and driven closed-loop
@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write_json  # noqa: E402
+from common import real_model, table, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = ("The history of the city begins with a small village on the river, where farmers and traders met "
@@ -167,7 +167,8 @@ def summarize(name: str, model: str, c: int, rec: dict, before: dict | None, aft
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="demo", help="what edgecore serves (a name, directory or .gguf)")
-    ap.add_argument("--gguf", default="/work/models/smollm2.gguf", help="llama-server's model")
+    ap.add_argument("--gguf", default=str(real_model("smollm2") or "smollm2.gguf"),
+                    help="llama-server's model (default: SmolLM2 from `edgecore pull smollm2`)")
     ap.add_argument("--llama-bin", default=os.environ.get("LLAMA_CPP_BIN", "/work/llamacpp/bin"))
     ap.add_argument("--concurrency", default="1,4,8,16")
     ap.add_argument("--per-client", type=int, default=2, help="requests each client sends in a row")

@@ -127,6 +127,18 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def real_model(name: str) -> Path | None:
+    """A real model's GGUF file on this machine: $EDGECORE_TEST_MODELS/<name>.gguf
+    (or the registry's file name there), else where `edgecore pull <name>` puts it;
+    None when it is in neither place. The same lookup as the tests'."""
+    from edgecore.models.registry import registry
+
+    entry = registry()[name]
+    folder = os.environ.get("EDGECORE_TEST_MODELS")
+    candidates = [Path(folder) / f"{name}.gguf", Path(folder) / entry.file] if folder else []
+    return next((p for p in [*candidates, entry.path] if p.is_file()), None)
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

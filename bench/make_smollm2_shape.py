@@ -1,7 +1,7 @@
-"""A random-weight Llama with SmolLM2-135M's shape and SmolLM2's tokenizer, for bench_serve.py
-while the engine cannot run the GGUF file itself.
+"""A random-weight Llama with SmolLM2-135M's shape and SmolLM2's tokenizer (for bench_serve.py runs that
+should not depend on the pretrained weights).
 
-    python bench/make_smollm2_shape.py OUT_DIR [--gguf /work/models/smollm2.gguf]
+    python bench/make_smollm2_shape.py OUT_DIR [--gguf FILE]   # default: `edgecore pull smollm2`'s file
 
 The tokenizer (and chat template, special tokens, EOS ids) is rebuilt from the GGUF's metadata by
 edgecore.models.tokenizer_gguf and saved as tokenizer.json; the weights are transformers' random
@@ -17,12 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import real_model  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--gguf", type=Path, default=Path("/work/models/smollm2.gguf"))
+    ap.add_argument("--gguf", type=Path, default=real_model("smollm2"))
     args = ap.parse_args()
 
     import torch
