@@ -155,12 +155,77 @@ EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, 
     }
 }
 
+/* mr = 1 or 2 (decode; refined decode runs x and its residual as 2 rows):
+ * the same sums in the same order as gemm32, but each weight row's block
+ * is decoded, multiplied and folded into the hadd tree before the next
+ * row's is decoded. gemm32 keeps all 8 decoded rows live for reuse across
+ * up to 8 activation rows; with one or two that only costs registers (8
+ * rows + 8 products, + q8_0's 8 signs, do not fit 16 ymm registers) and
+ * the spills made decode 2-4x slower than this. */
+#define GEMV_MR 2
+EC_INLINE void gemv32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws, float *y,
+                      size_t ldy, size_t block_bytes, int type, ec_dot32_fn dot) {
+    const int offset = type == EC_Q4_1 || type == EC_Q5_1;
+    const int bias = type == EC_Q4_0 ? 8 : type == EC_Q5_0 ? 16 : 0;
+    const uint8_t *rows[NR];
+    for (size_t r = 0; r < NR; r++) rows[r] = (const uint8_t *)w + (r < nr ? r : 0) * ws;
+    __m256 acc[GEMV_MR];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t blk = 0; blk < k / 32; blk++) {
+        const size_t off = blk * block_bytes;
+        const ec_act_q8_32 *xb[GEMV_MR];
+        __m256i xq[GEMV_MR], pair[GEMV_MR][NR / 2], quad[GEMV_MR][2];
+        for (size_t i = 0; i < mr; i++) {
+            xb[i] = (const ec_act_q8_32 *)((const char *)x + i * xs) + blk;
+            xq[i] = _mm256_loadu_si256((const __m256i *)xb[i]->q);
+        }
+        for (int r = 0; r < NR; r += 2) {
+            const __m256i u0 = decode(rows[r] + off, type), u1 = decode(rows[r + 1] + off, type);
+            for (size_t i = 0; i < mr; i++) {
+                __m256i p0, p1;
+                if (type == EC_Q8_0) {
+                    p0 = dot(_mm256_sign_epi8(u0, u0), _mm256_sign_epi8(xq[i], u0));
+                    p1 = dot(_mm256_sign_epi8(u1, u1), _mm256_sign_epi8(xq[i], u1));
+                } else {
+                    p0 = dot(u0, xq[i]), p1 = dot(u1, xq[i]);
+                }
+                pair[i][r / 2] = _mm256_hadd_epi32(p0, p1);
+                if (r % 4 == 2) quad[i][r / 4] = _mm256_hadd_epi32(pair[i][r / 2 - 1], pair[i][r / 2]);
+            }
+        }
+        __m256 dw, mw;
+        scales8(rows, off, &dw, &mw);
+        for (size_t i = 0; i < mr; i++) {
+            /* quad[0]: rows 0-3, low lane elements 0-3 of each, high lane 4-7 (as reduce8) */
+            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(quad[i][0], quad[i][1], 0x20),
+                                            _mm256_permute2x128_si256(quad[i][0], quad[i][1], 0x31));
+            if (bias) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(bias * xb[i]->sum));
+            const __m256 dx = _mm256_set1_ps(xb[i]->d);
+            __m256 t = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
+            if (offset)
+                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)xb[i]->sum)));
+            acc[i] = _mm256_add_ps(acc[i], t);
+        }
+    }
+    for (size_t i = 0; i < mr; i++) {
+        if (nr == NR) {
+            _mm256_storeu_ps(y + i * ldy, acc[i]);
+        } else {
+            float tmp[NR];
+            _mm256_storeu_ps(tmp, acc[i]);
+            memcpy(y + i * ldy, tmp, nr * sizeof(float));
+        }
+    }
+}
+
 /* The five kernels ec_qgemm_<type>_<suffix>, with `dot`. */
 #define EC_GEMM32(name, bytes, type, suffix, dot)                                                      \
     void ec_qgemm_##name##_##suffix(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, \
                                     size_t ws, float *y, size_t ldy) {                                 \
-        if (mr == 1) /* decode: a constant mr lets the compiler fuse decode and dot per row */        \
-            gemm32(k, 1, nr, x, xs, w, ws, y, ldy, bytes, type, dot);                                  \
+        if (mr == 1)                                                                                   \
+            gemv32(k, 1, nr, x, xs, w, ws, y, ldy, bytes, type, dot);                                  \
+        else if (mr == 2)                                                                              \
+            gemv32(k, 2, nr, x, xs, w, ws, y, ldy, bytes, type, dot);                                  \
         else                                                                                           \
             gemm32(k, mr, nr, x, xs, w, ws, y, ldy, bytes, type, dot);                                 \
     }
