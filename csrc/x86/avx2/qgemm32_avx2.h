@@ -40,13 +40,18 @@
 
 enum { EC_Q8_0, EC_Q4_0, EC_Q4_1, EC_Q5_0, EC_Q5_1 };
 
+/* e, f: two levels of hadd over rows 0-3 and 4-7 (low 128-bit lane holds
+ * elements 0-3 of each row's pair sums, high lane 4-7); lane r of the
+ * result = row r's total. */
+EC_INLINE __m256i fold_quads(__m256i e, __m256i f) {
+    return _mm256_add_epi32(_mm256_permute2x128_si256(e, f, 0x20), _mm256_permute2x128_si256(e, f, 0x31));
+}
+
 /* Lane r of the result = the sum of the 8 int32 lanes of p[r]. */
 EC_INLINE __m256i reduce8(const __m256i p[NR]) {
     const __m256i a = _mm256_hadd_epi32(p[0], p[1]), b = _mm256_hadd_epi32(p[2], p[3]);
     const __m256i c = _mm256_hadd_epi32(p[4], p[5]), d = _mm256_hadd_epi32(p[6], p[7]);
-    const __m256i e = _mm256_hadd_epi32(a, b), f = _mm256_hadd_epi32(c, d);
-    /* e: rows 0-3, low lane holds elements 0-3 of each, high lane 4-7 */
-    return _mm256_add_epi32(_mm256_permute2x128_si256(e, f, 0x20), _mm256_permute2x128_si256(e, f, 0x31));
+    return fold_quads(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
 }
 
 /* 16 bytes of nibbles -> 32 bytes: element j from the low nibble of byte
@@ -98,6 +103,32 @@ EC_INLINE void scales8(const uint8_t *const rows[NR], size_t off, __m256 *d, __m
     *m = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
 }
 
+/* acc + the block's float update for one activation row (the top
+ * comment's formula; isum before the bias correction of the symmetric
+ * 4- and 5-bit types, which store q - bias). */
+EC_INLINE __m256 block_update(__m256 acc, __m256i isum, __m256 dw, __m256 mw, const ec_act_q8_32 *xb, int type) {
+    const int bias = type == EC_Q4_0 ? 8 : type == EC_Q5_0 ? 16 : 0;
+    if (bias) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(bias * xb->sum));
+    const __m256 dx = _mm256_set1_ps(xb->d);
+    __m256 t = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
+    if (type == EC_Q4_1 || type == EC_Q5_1)
+        t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)xb->sum)));
+    return _mm256_add_ps(acc, t);
+}
+
+/* acc[i] (lane r = output r) into y[i ldy + r] for r < nr. */
+EC_INLINE void store_rows(float *y, size_t ldy, const __m256 *acc, size_t mr, size_t nr) {
+    for (size_t i = 0; i < mr; i++) {
+        if (nr == NR) {
+            _mm256_storeu_ps(y + i * ldy, acc[i]);
+        } else {
+            float tmp[NR];
+            _mm256_storeu_ps(tmp, acc[i]);
+            memcpy(y + i * ldy, tmp, nr * sizeof(float));
+        }
+    }
+}
+
 /* 8 int32 lanes whose sum is sum_l u[l] x[l] (u unsigned, x signed bytes;
  * no pair sum exceeds int16 for the ranges above). */
 typedef __m256i (*ec_dot32_fn)(__m256i u, __m256i x);
@@ -105,8 +136,6 @@ typedef __m256i (*ec_dot32_fn)(__m256i u, __m256i x);
 /* `dot` is a constant at every call site, so it is inlined. */
 EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
                       float *y, size_t ldy, size_t block_bytes, int type, ec_dot32_fn dot) {
-    const int offset = type == EC_Q4_1 || type == EC_Q5_1;
-    const int bias = type == EC_Q4_0 ? 8 : type == EC_Q5_0 ? 16 : 0; /* stored q - bias */
     const uint8_t *rows[NR];
     /* rows past nr repeat row 0: valid memory, computed in their own lanes, never stored */
     for (size_t r = 0; r < NR; r++) rows[r] = (const uint8_t *)w + (r < nr ? r : 0) * ws;
@@ -135,24 +164,11 @@ EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, 
                 p[r] = dot(u[r], xv);
             }
             __m256i isum = reduce8(p);
-            if (bias) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(bias * xb->sum));
-            const __m256 dx = _mm256_set1_ps(xb->d);
-            __m256 t = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
-            if (offset)
-                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)xb->sum)));
-            acc[i] = _mm256_add_ps(acc[i], t);
+            acc[i] = block_update(acc[i], isum, dw, mw, xb, type);
         }
     }
 
-    for (size_t i = 0; i < mr; i++) {
-        if (nr == NR) {
-            _mm256_storeu_ps(y + i * ldy, acc[i]);
-        } else {
-            float tmp[NR];
-            _mm256_storeu_ps(tmp, acc[i]);
-            memcpy(y + i * ldy, tmp, nr * sizeof(float));
-        }
-    }
+    store_rows(y, ldy, acc, mr, nr);
 }
 
 /* mr = 1 or 2 (decode; refined decode runs x and its residual as 2 rows):
@@ -165,8 +181,6 @@ EC_INLINE void gemm32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, 
 #define GEMV_MR 2
 EC_INLINE void gemv32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws, float *y,
                       size_t ldy, size_t block_bytes, int type, ec_dot32_fn dot) {
-    const int offset = type == EC_Q4_1 || type == EC_Q5_1;
-    const int bias = type == EC_Q4_0 ? 8 : type == EC_Q5_0 ? 16 : 0;
     const uint8_t *rows[NR];
     for (size_t r = 0; r < NR; r++) rows[r] = (const uint8_t *)w + (r < nr ? r : 0) * ws;
     __m256 acc[GEMV_MR];
@@ -196,26 +210,10 @@ EC_INLINE void gemv32(size_t k, size_t mr, size_t nr, const void *x, size_t xs, 
         __m256 dw, mw;
         scales8(rows, off, &dw, &mw);
         for (size_t i = 0; i < mr; i++) {
-            /* quad[0]: rows 0-3, low lane elements 0-3 of each, high lane 4-7 (as reduce8) */
-            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(quad[i][0], quad[i][1], 0x20),
-                                            _mm256_permute2x128_si256(quad[i][0], quad[i][1], 0x31));
-            if (bias) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(bias * xb[i]->sum));
-            const __m256 dx = _mm256_set1_ps(xb[i]->d);
-            __m256 t = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
-            if (offset)
-                t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)xb[i]->sum)));
-            acc[i] = _mm256_add_ps(acc[i], t);
+            acc[i] = block_update(acc[i], fold_quads(quad[i][0], quad[i][1]), dw, mw, xb[i], type);
         }
     }
-    for (size_t i = 0; i < mr; i++) {
-        if (nr == NR) {
-            _mm256_storeu_ps(y + i * ldy, acc[i]);
-        } else {
-            float tmp[NR];
-            _mm256_storeu_ps(tmp, acc[i]);
-            memcpy(y + i * ldy, tmp, nr * sizeof(float));
-        }
-    }
+    store_rows(y, ldy, acc, mr, nr);
 }
 
 /* The five kernels ec_qgemm_<type>_<suffix>, with `dot`. */
