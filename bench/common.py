@@ -128,15 +128,13 @@ def _cpu_model() -> str:
 
 
 def real_model(name: str) -> Path | None:
-    """A real model's GGUF file on this machine: $EDGECORE_TEST_MODELS/<name>.gguf
-    (or the registry's file name there), else where `edgecore pull <name>` puts it;
-    None when it is in neither place. The same lookup as the tests'."""
-    from edgecore.models.registry import registry
+    """A real model's GGUF file on this machine, found as the tests find it
+    (tests/support/real_models: $EDGECORE_TEST_MODELS, else `edgecore pull`'s
+    cache); None when it is not here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from support.real_models import find_real_model
 
-    entry = registry()[name]
-    folder = os.environ.get("EDGECORE_TEST_MODELS")
-    candidates = [Path(folder) / f"{name}.gguf", Path(folder) / entry.file] if folder else []
-    return next((p for p in [*candidates, entry.path] if p.is_file()), None)
+    return find_real_model(name)
 
 
 def write_json(name: str, payload: dict) -> Path:

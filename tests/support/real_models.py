@@ -1,14 +1,13 @@
 """Where the real GGUF models are for the tests: `$EDGECORE_TEST_MODELS/<name>.gguf`
 (or the registry file name there), else the edgecore model cache once
 `edgecore pull <name>` has fetched them (CI). Absent: the test skips and
-says so loudly."""
+says so loudly. The benchmarks use find_real_model too (bench/common.py), so
+pytest is imported only where a test skips."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import pytest
 
 from edgecore.models.registry import registry
 
@@ -28,6 +27,8 @@ def find_real_model(name: str) -> Path | None:
 
 
 def real_model(name: str) -> Path:
+    import pytest
+
     path = find_real_model(name)
     if path is not None:
         return path
