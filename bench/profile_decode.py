@@ -3,17 +3,26 @@
     python bench/profile_decode.py [--threads 2] [--steps 32] [--models demo,llama-125m] [--contexts 128,1024]
 
 For each model and context length (tokens already in the KV cache before
-decoding), runs `steps` single-token engine.step calls twice: plain (the
-step time and tokens/s) and with every ops kernel entry point the engine
-calls wrapped in a timer (kernel time per step, calls per step). The
-out-of-kernel share is 1 - kernel / step time within each timed step (the
-median over steps: robust to other processes' bursts): Python glue, NumPy
-temporaries, argument checks and the wrappers' own cost (an upper bound).
+decoding), runs `steps` single-token engine.step calls three times:
+  - as the engine runs them (llama layers as one ops.DecoderBlock call each:
+    the step time and tokens/s);
+  - op by op (the engine's DecoderBlocks set aside, every layer through the
+    Python layers: engine/layers.py), plain: the step time before the block;
+  - op by op with every ops kernel entry point wrapped in a timer: kernel
+    time per step and calls per step.
+The kernels are the same in both paths (the block calls the same C entry
+points in the same order), so the out-of-kernel share of a step is 1 -
+kernel time / step time, with the kernel time of the timed op-by-op pass:
+for the op-by-op path within each timed step (the median over steps:
+robust to other processes' bursts), and for the block path as 1 - median
+kernel / median step. What is outside: Python glue, NumPy temporaries,
+argument checks and the wrappers' own cost (an upper bound).
 The long-context figure is decode tok/s after 1024 tokens vs after 128.
-Models: the built-in demo (GPT-2 bytes) and a random Llama of the
-"Llama-125M" shape (hidden 768, 12 layers, 12 heads, FFN 3072, vocab 32000,
-tied embedding, float32) by default; any name or path `--model` takes
-(e.g. smollm2, a GGUF file) also works. Prints a table, writes bench/results/profile_decode.json.
+Models: the built-in demo (GPT-2 bytes: no DecoderBlock, op by op in both)
+and a random Llama of the "Llama-125M" shape (hidden 768, 12 layers, 12
+heads, FFN 3072, vocab 32000, tied embedding, float32) by default; any name
+or path `--model` takes (e.g. smollm2, a GGUF file) also works. Prints a
+table, writes bench/results/profile_decode.json.
 """
 
 from __future__ import annotations
@@ -109,6 +118,17 @@ def timed_kernels():
             setattr(ops, name, fn)
 
 
+@contextmanager
+def op_by_op(engine: Engine):
+    """Run the engine's layers through the Python layers (its DecoderBlocks
+    set aside) for the block."""
+    blocks, engine._blocks = engine._blocks, {}
+    try:
+        yield
+    finally:
+        engine._blocks = blocks
+
+
 def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False):
     """Prefill prompt into a fresh sequence, then `steps` greedy decode
     steps. Returns (each decode step's seconds, the kernel seconds inside
@@ -166,7 +186,9 @@ def main():
                             prompt = [int(t) for t in np.random.default_rng(ctx).integers(0, vocab, ctx)]
                             decode_steps(engine, prompt[:8], 4)  # warm-up: first touch of every weight page
                             plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
-                            times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True)
+                            with op_by_op(engine):
+                                ops_plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
+                                times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True)
                             wrapped = statistics.median(times)
                             # per step, then the median: robust to bursts from other processes
                             outside = statistics.median(1 - k / t for k, t in zip(inside, times, strict=True))
@@ -174,8 +196,11 @@ def main():
                             kernel = statistics.median(inside)
                             rows.append({
                                 "model": name, "threads": n, "context": ctx, "kv_dtype": args.kv_dtype,
-                                "step_ms": plain * 1e3, "tok_s": 1 / plain, "wrapped_step_ms": wrapped * 1e3,
-                                "kernel_ms": kernel * 1e3, "out_of_kernel_pct": 100 * outside,
+                                "blocks": len(engine._blocks),
+                                "step_ms": plain * 1e3, "tok_s": 1 / plain, "op_by_op_step_ms": ops_plain * 1e3,
+                                "wrapped_step_ms": wrapped * 1e3, "kernel_ms": kernel * 1e3,
+                                "out_of_kernel_pct": 100 * max(0.0, 1 - kernel / plain),
+                                "op_by_op_out_of_kernel_pct": 100 * outside,
                                 "calls_per_step": sum(calls.values()) / max(1, args.steps),
                                 "kernel_ms_by_op": {k: v * 1e3 for k, v in per_step.items()},
                             })
@@ -185,9 +210,10 @@ def main():
                      and b["context"] == min(contexts)), None)
         r["vs_first_context"] = r["tok_s"] / base["tok_s"] if base else None
     print(table(rows, [("model", "model"), ("threads", "thr"), ("context", "context"), ("step_ms", "step ms"),
-                       ("tok_s", "tok/s"), ("vs_first_context", "vs shortest"), ("wrapped_step_ms", "timed step ms"),
-                       ("kernel_ms", "kernel ms"),
-                       ("out_of_kernel_pct", "outside %"), ("calls_per_step", "calls/step")]))
+                       ("tok_s", "tok/s"), ("vs_first_context", "vs shortest"), ("blocks", "C blocks"),
+                       ("op_by_op_step_ms", "op-by-op ms"), ("kernel_ms", "kernel ms"),
+                       ("out_of_kernel_pct", "outside %"), ("op_by_op_out_of_kernel_pct", "op-by-op outside %"),
+                       ("calls_per_step", "op-by-op calls")]))
     print(f"wrote {write_json('profile_decode', {'rows': rows, 'steps': args.steps})}")
 
 

@@ -219,3 +219,43 @@ cdef extern from "edgecore/kernels.h" nogil:
     int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const float *q,
                          size_t m, size_t q_row_stride, size_t n_heads, float scale, size_t window,
                          float softcap, float *out, ec_kv_fault *fault)
+
+    # one decoder block per call (csrc/common/decoder_block.c)
+    enum:
+        EC_BLOCK_ARGS
+        EC_BLOCK_NORM
+        EC_BLOCK_QKV
+        EC_BLOCK_ROPE
+        EC_BLOCK_KV_STORE
+        EC_BLOCK_ATTENTION
+        EC_BLOCK_O
+        EC_BLOCK_MLP
+
+    ctypedef struct ec_decoder_block:
+        size_t d
+        size_t n_heads
+        size_t head_dim
+        size_t rows
+        float norm_eps
+        float attn_scale
+        size_t window
+        int refine
+        const float *attn_norm
+        const float *ffn_norm
+        ec_linear_out qkv[3]
+        ec_linear_out o
+        ec_linear_out gate_up[2]
+        ec_linear_out down
+        const float *rope_cos
+        const float *rope_sin
+        size_t rope_max_pos
+        size_t rotary_dim
+        int rope_interleaved
+        ec_kv_pages cache
+        float *h
+        float *a
+        void *scratch
+        size_t scratch_bytes
+
+    int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta, size_t m,
+                             const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault, int *failed)

@@ -35,6 +35,7 @@ include "_linear.pxi"
 include "_routing.pxi"
 include "_convert.pxi"
 include "_pertoken.pxi"
+include "_block.pxi"
 include "_tiers.pxi"
 
 _configure_from_env()

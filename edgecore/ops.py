@@ -18,7 +18,10 @@ and ``layer_norm`` (optionally fused with the residual add), ``rope``
 ``kv_store`` writes new K/V rows into their pages (float32 or float16) and
 ``attention`` runs causal (optionally sliding-window) GQA attention for a
 batch of sequences over their own pages, bitwise independent of the batch
-and of the thread count.
+and of the thread count. ``DecoderBlock`` runs a whole llama-family block
+(norms, projections, RoPE, KV store, attention, SwiGLU MLP) in one call,
+checked once when built: a decode step's per-call Python cost, once per
+layer instead of ten times.
 
 ``RouterCore`` and ``Routing`` are the compiled core of the memory-aware MoE
 router (``edgecore.moe.MemoryAwareRouter`` builds on them).
@@ -34,6 +37,7 @@ from contextlib import contextmanager
 from edgecore._kernels import (
     ACTIVATIONS,
     FORMATS,
+    DecoderBlock,
     MAX_THREADS,
     POLICIES,
     RouterCore,
@@ -67,6 +71,7 @@ from edgecore._kernels import (
 __all__ = [
     "ACTIVATIONS",
     "FORMATS",
+    "DecoderBlock",
     "MAX_THREADS",
     "POLICIES",
     "RouterCore",

@@ -190,6 +190,7 @@ class Engine:
         for group in self.plan.groups:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
+        self._blocks = self._decoder_blocks()
         ops.thread_calibration()  # measure the threading threshold now, not inside the first prefill
 
     # ---- public API -------------------------------------------------------
@@ -359,6 +360,7 @@ class Engine:
         return GenerationResult(new, text.text if decoder else None, stats, ids)
 
     def close(self) -> None:
+        self._blocks = {}  # they reference the weights, the cache and the workspace
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
             for future in getattr(self, "_pending", {}).values():
@@ -458,7 +460,28 @@ class Engine:
             ex = self.experts
             return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws,
                                  experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
+        block = self._blocks.get(li)
+        if block is not None:
+            return block.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0)
         return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
+
+    def _decoder_blocks(self) -> dict:
+        """graph layer index -> ops.DecoderBlock for the dense llama layers
+        whose weights stay loaded (pinned groups): checked and built once,
+        then one C call per layer per step. Streamed layers run op by op
+        (their weights are mapped again each step)."""
+        spec, graph = self.spec, self.model.graph
+        if spec.family != "llama" or self.rope is None:
+            return {}
+        layers = [li for g in self.plan.groups if g.pinned for li in g.layers if graph.layers[li].kind == "block"]
+        weights = {li: self.runtime.layer_weights(li) for li in layers}
+        layers = [li for li in layers if L.fits_decoder_block(spec, weights[li])]
+        if not layers:
+            return {}
+        # one scratch for all: steps run one at a time (counted in the plan's activation bytes)
+        scratch = np.empty(max(L.decoder_block_scratch(spec, weights[li], self.step_tokens) for li in layers), np.uint8)
+        return {li: L.decoder_block(spec, weights[li], self.rope, self.kv, graph.layers[li].index, self._ws, scratch)
+                for li in layers}
 
     def _acquire_group(self, gi: int) -> None:
         future = self._pending.pop(gi, None)

@@ -62,6 +62,10 @@ class Workspace:
     def __call__(self, name: str, m: int) -> np.ndarray:
         return self._buffers[name][:m]
 
+    def full(self, name: str) -> np.ndarray:
+        """The whole buffer (every row), for a DecoderBlock to write into."""
+        return self._buffers[name]
+
 
 def attention(spec: ModelSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, kv: PagedKV, layer: int,
               batch: StepBatch, out: np.ndarray) -> np.ndarray:
@@ -108,6 +112,51 @@ def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, 
     k = rope.apply(k.reshape(m, spec.num_kv_heads, hd), batch.positions)
     a = attention(spec, q, k, v.reshape(m, spec.num_kv_heads, hd), kv, layer, batch, ws("a", m))
     return linear(a, w["self_attn.o_proj.weight"], w.get("self_attn.o_proj.bias"), out=ws("o", m))
+
+
+def decoder_block(spec: ModelSpec, w: dict, rope: Rope, kv: PagedKV, layer: int, ws: Workspace,
+                  scratch: np.ndarray) -> ops.DecoderBlock:
+    """The C form of llama_block (ops.DecoderBlock): the same kernels in the
+    same order over the same workspace buffers, one call per step instead
+    of ~10 (bitwise llama_block's result). scratch: uint8, at least
+    decoder_block_scratch(...) bytes, shared by every block (steps run one
+    at a time)."""
+    def proj(role: str, out: str):
+        weight = w[role + ".weight"]
+        return weight.data, weight.wtype, w.get(role + ".bias"), weight.transposed, ws.full(out)
+
+    refine = any(w[f"{role}.weight"].refine for role in _BLOCK_ROLES)
+    return ops.DecoderBlock(
+        attn_norm=w["input_layernorm.weight"], q=proj("self_attn.q_proj", "q"), k=proj("self_attn.k_proj", "k"),
+        v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"),
+        mlp=(w["post_attention_layernorm.weight"], proj("mlp.gate_proj", "g"), proj("mlp.up_proj", "u"),
+             proj("mlp.down_proj", "m")),
+        h=ws.full("h"), a=ws.full("a"), n_heads=spec.num_heads, head_dim=spec.head_dim, eps=spec.norm_eps,
+        scale=spec.head_dim ** -0.5, window=spec.sliding_window or 0, refine=refine, cos=rope.cos, sin=rope.sin,
+        interleaved=rope.interleaved, k_cache=kv.keys[layer], v_cache=kv.values[layer], scratch=scratch)
+
+
+_BLOCK_ROLES = tuple(f"self_attn.{p}_proj" for p in "qkvo") + tuple(f"mlp.{p}_proj" for p in ("gate", "up", "down"))
+
+
+def decoder_block_scratch(spec: ModelSpec, w: dict, rows: int) -> int:
+    """Scratch bytes decoder_block's linear calls need at `rows` rows."""
+    def need(roles, k):
+        weights = [w[role + ".weight"] for role in roles]
+        return ops.linear_scratch_bytes([x.wtype for x in weights], rows, k, refine=any(x.refine for x in weights))
+
+    q_dim = spec.num_heads * spec.head_dim
+    return max(need(_BLOCK_ROLES[:3], spec.hidden_size), need(_BLOCK_ROLES[3:4], q_dim),
+               need(_BLOCK_ROLES[4:6], spec.hidden_size), need(_BLOCK_ROLES[6:], spec.intermediate_size))
+
+
+def fits_decoder_block(spec: ModelSpec, w: dict) -> bool:
+    """Whether a llama layer can run as a DecoderBlock: a dense SwiGLU MLP,
+    and weights in one layout (the C linear call takes one per call, as
+    weight.linears does; a mixed layer runs op by op)."""
+    if spec.family != "llama" or spec.activation != "silu" or any(role + ".weight" not in w for role in _BLOCK_ROLES):
+        return False
+    return len({w[role + ".weight"].transposed for role in _BLOCK_ROLES}) == 1
 
 
 def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,

@@ -127,7 +127,10 @@ class LayerGraph:
         if s.is_moe:
             mlp += tokens * (s.num_experts + 2 * s.experts_per_token)  # router logits, ids, weights
         residual = 3 * tokens * s.hidden_size  # x, normed x, block output
-        return (residual + qkv + scores + tokens * q_dim + mlp) * F32
+        # the 8-bit copy of a linear call's input, and of its residual with q8x2 (at most 1.25 bytes
+        # per element in either block format); one buffer serves every block (engine.DecoderBlock)
+        quantized = 2 * tokens * max(s.hidden_size, q_dim, s.intermediate_size) * 5 // 4
+        return (residual + qkv + scores + tokens * q_dim + mlp) * F32 + quantized
 
     def max_activation_bytes(self, tokens: int, context: int, all_logits: bool = False) -> int:
         return max(self.activation_bytes(layer, tokens, context, all_logits) for layer in self.layers)

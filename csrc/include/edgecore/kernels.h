@@ -394,6 +394,64 @@ int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const f
                      size_t m, size_t q_row_stride, size_t n_heads, float scale, size_t window,
                      float softcap, float *out, ec_kv_fault *fault);
 
+/* ---- one decoder block per call ------------------------------------------- */
+
+/*
+ * A pre-norm llama-family decoder block, described once: RMSNorm (the
+ * residual add fused), q/k/v in one linear call, RoPE on q and k, the paged
+ * KV store, attention, the output projection and, when down.w != NULL, the
+ * post-attention RMSNorm and the SwiGLU MLP (gate and up in one gated call,
+ * then down). Every y of the linear outputs is a workspace of `rows` rows
+ * (q [rows, n_heads * head_dim], k and v [rows, kv_dim], o and down
+ * [rows, d], gate and up [rows, ffn]); h [rows, d] and a [rows, n_heads *
+ * head_dim] are two more; scratch holds what ec_linear_scratch_bytes asks
+ * for the largest of the block's linear calls at `rows` rows. The block
+ * calls the entry points above in the order the engine's Python layers do,
+ * so results are bitwise theirs.
+ */
+typedef struct {
+    size_t d, n_heads, head_dim, rows;
+    float norm_eps, attn_scale;
+    size_t window;              /* attention window (0: unlimited) */
+    int refine;                 /* the 8-bit types' two-pass input */
+    const float *attn_norm, *ffn_norm;
+    ec_linear_out qkv[3];       /* q, k, v: one linear call */
+    ec_linear_out o;
+    ec_linear_out gate_up[2];   /* one gated call */
+    ec_linear_out down;
+    const float *rope_cos, *rope_sin; /* [rope_max_pos, rotary_dim / 2] */
+    size_t rope_max_pos, rotary_dim;
+    int rope_interleaved;
+    ec_kv_pages cache;          /* this layer's pages; kv_heads from here */
+    float *h, *a;
+    void *scratch;
+    size_t scratch_bytes;
+} ec_decoder_block;
+
+/* Which part of a block reported an error. */
+enum {
+    EC_BLOCK_ARGS = 0,
+    EC_BLOCK_NORM,
+    EC_BLOCK_QKV,
+    EC_BLOCK_ROPE,
+    EC_BLOCK_KV_STORE,
+    EC_BLOCK_ATTENTION,
+    EC_BLOCK_O,
+    EC_BLOCK_MLP
+};
+
+/*
+ * Run the block on x [m, d] (updated in place: x += delta, then with the MLP
+ * x += o), m <= rows, for a batch of sequences (ec_kv_batch; row r at
+ * positions[r], int64). delta: the previous block's output [m, d] or NULL.
+ * The block's output (the next delta) is in down.y, or in o.y without the
+ * MLP. Returns EC_OK or the failing entry point's code, with *failed the
+ * EC_BLOCK_* stage and *fault as that entry point fills it (for RoPE:
+ * fault->index is the row with the bad position).
+ */
+int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta, size_t m,
+                         const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault, int *failed);
+
 /* ---- memory-aware MoE router --------------------------------------------- */
 
 /* How the router picks experts to evict when the cache is at capacity. */

@@ -1,0 +1,155 @@
+"""The one-call decoder block (ops.DecoderBlock, csrc/common/decoder_block.c).
+
+The engine runs every dense llama layer whose weights stay loaded as one
+DecoderBlock call per step. The block calls the same kernels in the same
+order as the Python layers (engine/layers.py llama_block), so its logits
+must be bitwise the op-by-op path's, for any weight type, biases, batch and
+chunking; the op-by-op path itself is checked against transformers in
+test_reference.py, test_gguf_models.py and test_smollm2.py (which now run
+through the block). Bad per-step arguments get one clear ValueError.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="random test models are built with torch + transformers")
+pytest.importorskip("transformers", reason="random test models are built with torch + transformers")
+pytest.importorskip("gguf", reason="the quantized test models are GGUF files written with the gguf package")
+
+from support.gguf_models import write_llama_gguf  # noqa: E402
+from support.models import build  # noqa: E402
+
+from edgecore import Engine, ops  # noqa: E402
+
+LLAMA = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """name -> model path: safetensors f32 / f16 (with q/k/v/o and MLP
+    biases), GGUF q8_0 / q4_1 (what the gguf package quantizes)."""
+    root = tmp_path_factory.mktemp("block")
+    plain = build("llama", root / "f32", **LLAMA)
+    paths = {"f32": root / "f32"}
+    build("llama", root / "f16-bias", dtype="float16", attention_bias=True, mlp_bias=True, **LLAMA)
+    paths["f16-bias"] = root / "f16-bias"
+    for wtype in ("q8_0", "q4_1"):
+        paths[wtype] = write_llama_gguf(plain, root / f"{wtype}.gguf", wtype)
+    return paths
+
+
+def run_steps(engine, op_by_op):
+    """Three sequences: a chunked prefill, then decode steps with all three
+    in one batch. Returns every step's logits."""
+    blocks = engine._blocks
+    if op_by_op:
+        engine._blocks = {}
+    try:
+        rng = np.random.default_rng(0)
+        seqs = [engine.kv.new_sequence() for _ in range(3)]
+        prompts = [rng.integers(0, 300, n).astype(np.int64) for n in (5, 17, 9)]
+        out = []
+        for seq, p in zip(seqs, prompts, strict=True):
+            for chunk in (p[:4], p[4:]):
+                engine.kv.reserve(seq, len(chunk))
+                out.append(engine.step([(seq, chunk)]))
+        tokens = [int(rng.integers(0, 300)) for _ in seqs]
+        for _ in range(3):
+            for seq in seqs:
+                engine.kv.reserve(seq, 1)
+            logits = engine.step([(seq, np.array([t], np.int64)) for seq, t in zip(seqs, tokens, strict=True)])
+            out.append(logits)
+            tokens = [int(row.argmax()) for row in logits]
+        for seq in seqs:
+            engine.kv.release(seq)
+        return out
+    finally:
+        engine._blocks = blocks
+
+
+@pytest.mark.parametrize("name", ["f32", "f16-bias", "q8_0", "q4_1"])
+@pytest.mark.parametrize("act_precision", ["q8x2", "q8"])
+def test_block_is_bitwise_the_op_by_op_path(sources, name, act_precision):
+    if act_precision == "q8" and name in ("f32", "f16-bias"):
+        pytest.skip("float activations: act_precision does not apply")
+    with Engine(sources[name], act_precision=act_precision, context=64, step_tokens=16) as engine:
+        assert len(engine._blocks) == engine.spec.num_layers, "every pinned llama layer runs as one block"
+        fused, reference = run_steps(engine, False), run_steps(engine, True)
+    for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
+        assert np.array_equal(a, b), f"step {i}: block and op-by-op logits differ by {np.abs(a - b).max():.3g}"
+
+
+def test_block_matches_on_the_scalar_tier_too(sources):
+    with ops.forced_tier("scalar"), Engine(sources["q4_1"], context=64, step_tokens=16) as engine:
+        fused, reference = run_steps(engine, False), run_steps(engine, True)
+    assert all(np.array_equal(a, b) for a, b in zip(fused, reference, strict=True))
+
+
+def test_streamed_layers_run_op_by_op(sources):
+    """Under a budget that streams layers, their weights are mapped again each
+    step: no blocks are built for them, and the output is unchanged."""
+    with Engine(sources["f32"], context=64) as whole:
+        want = whole.forward(list(range(1, 20)))
+        plan, graph = whole.plan, whole.model.graph
+        budget = graph.total_weight_bytes(plan.step_tokens) // 2 + plan.kv_bytes + plan.activation_bytes + \
+            plan.scratch_bytes
+    with Engine(sources["f32"], context=64, memory_budget=budget, strategy="sequential") as streamed:
+        blocks = [li for g in streamed.plan.groups if not g.pinned for li in g.layers
+                  if graph.layers[li].kind == "block"]
+        assert blocks, "the budget should stream some blocks"
+        assert not set(blocks) & set(streamed._blocks)
+        got = streamed.forward(list(range(1, 20)))
+    assert np.array_equal(got, want)
+
+
+# ---- the Cython boundary: checked once at build, cheaply per step -------------
+
+
+@pytest.fixture(scope="module")
+def block_engine(sources):
+    with Engine(sources["q8_0"], context=64, step_tokens=16) as engine:
+        yield engine
+
+
+def test_run_rejects_bad_step_arguments(block_engine):
+    engine = block_engine
+    block = next(iter(engine._blocks.values()))
+    d = engine.spec.hidden_size
+    x = np.zeros((2, d), np.float32)
+    table, starts, pos0 = np.zeros((1, 4), np.int32), np.array([0, 2], np.int32), np.zeros(1, np.int32)
+    positions = np.array([0, 1], np.int64)
+    with pytest.raises(ValueError, match="x must be"):
+        block.run(np.zeros((2, d + 1), np.float32), None, positions, table, starts, pos0)
+    with pytest.raises(ValueError, match=r"x must be \[m, 64\] with m <= 16"):
+        block.run(np.zeros((17, d), np.float32), None, np.arange(17), table, starts, pos0)
+    with pytest.raises(TypeError, match="positions must be a native-byte-order int64"):
+        block.run(x, None, positions.astype(np.int32), table, starts, pos0)
+    with pytest.raises(ValueError, match="delta must have x's shape"):
+        block.run(x, np.zeros((1, d), np.float32), positions, table, starts, pos0)
+    with pytest.raises(ValueError, match="x has 2 rows but starts"):
+        block.run(x, None, positions, table, np.array([0, 1], np.int32), pos0)
+    with pytest.raises(ValueError, match=r"page_table\[0, 0\] = 999 is not a page"):
+        block.run(x, None, positions, np.full((1, 4), 999, np.int32), starts, pos0)
+    with pytest.raises(ValueError, match=r"positions\[1\] = 64 is outside the RoPE tables' \[0, 64\)"):
+        block.run(x, None, np.array([0, 64], np.int64), table, starts, pos0)
+
+
+def test_build_rejects_inconsistent_parts(block_engine):
+    from edgecore.engine import layers as L
+
+    engine = block_engine
+    w = engine.runtime.layer_weights(1)
+    ws = engine._ws
+    scratch = np.empty(L.decoder_block_scratch(engine.spec, w, engine.step_tokens), np.uint8)
+    L.decoder_block(engine.spec, w, engine.rope, engine.kv, 0, ws, scratch)  # the parts as the engine gives them
+    with pytest.raises(ValueError, match="scratch has 8 bytes, the block needs"):
+        L.decoder_block(engine.spec, w, engine.rope, engine.kv, 0, ws, np.empty(8, np.uint8))
+    swapped = dict(w)
+    swapped["self_attn.q_proj.weight"] = w["self_attn.k_proj.weight"]
+    with pytest.raises(ValueError, match="q out must have shape"):
+        L.decoder_block(engine.spec, swapped, engine.rope, engine.kv, 0, ws, scratch)
+    shared = L.Workspace(engine.spec, engine.step_tokens)
+    shared._buffers["a"] = shared._buffers["h"][:, :engine.spec.hidden_size]  # a aliasing h
+    with pytest.raises(ValueError, match="must not overlap"):
+        L.decoder_block(engine.spec, w, engine.rope, engine.kv, 0, shared, scratch)
