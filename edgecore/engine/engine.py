@@ -454,24 +454,26 @@ class Engine:
         spec, kv, ws = self.spec, self.kv, self._ws
         if spec.family == "gpt2":
             return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
-        if spec.is_moe:
-            if self.experts is None:
-                return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
-            ex = self.experts
-            return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws,
-                                 experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
         block = self._blocks.get(li)
+        if spec.is_moe:
+            attention = None if block is None else \
+                (lambda: block.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0))
+            if self.experts is None:
+                return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws, attention=attention)
+            ex = self.experts
+            return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws, attention=attention,
+                                 experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
         if block is not None:
             return block.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0)
         return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
 
     def _decoder_blocks(self) -> dict:
-        """graph layer index -> ops.DecoderBlock for the dense llama layers
-        whose weights stay loaded (pinned groups): checked and built once,
-        then one C call per layer per step. Streamed layers run op by op
-        (their weights are mapped again each step)."""
+        """graph layer index -> ops.DecoderBlock for the llama layers (and
+        mixtral's attention) whose weights stay loaded (pinned groups):
+        checked and built once, then one C call per layer per step. Streamed
+        layers run op by op (their weights are mapped again each step)."""
         spec, graph = self.spec, self.model.graph
-        if spec.family != "llama" or self.rope is None:
+        if spec.family not in ("llama", "mixtral") or self.rope is None:
             return {}
         layers = [li for g in self.plan.groups if g.pinned for li in g.layers if graph.layers[li].kind == "block"]
         weights = {li: self.runtime.layer_weights(li) for li in layers}

@@ -116,27 +116,33 @@ def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, 
 
 def decoder_block(spec: ModelSpec, w: dict, rope: Rope, kv: PagedKV, layer: int, ws: Workspace,
                   scratch: np.ndarray) -> ops.DecoderBlock:
-    """The C form of llama_block (ops.DecoderBlock): the same kernels in the
-    same order over the same workspace buffers, one call per step instead
-    of ~10 (bitwise llama_block's result). scratch: uint8, at least
-    decoder_block_scratch(...) bytes, shared by every block (steps run one
-    at a time)."""
+    """The C form of llama_block (ops.DecoderBlock), or for a MoE layer of
+    llama_attention (its sparse MLP stays in Python): the same kernels in
+    the same order over the same workspace buffers, one call per step
+    instead of ~10 (bitwise the Python layers' result). scratch: uint8, at
+    least decoder_block_scratch(...) bytes, shared by every block (steps run
+    one at a time)."""
     def proj(role: str, out: str):
         weight = w[role + ".weight"]
         return weight.data, weight.wtype, w.get(role + ".bias"), weight.transposed, ws.full(out)
 
-    refine = any(w[f"{role}.weight"].refine for role in _BLOCK_ROLES)
+    roles = _block_roles(spec)
+    refine = any(w[f"{role}.weight"].refine for role in roles)
+    mlp = None if spec.is_moe else (w["post_attention_layernorm.weight"], proj("mlp.gate_proj", "g"),
+                                    proj("mlp.up_proj", "u"), proj("mlp.down_proj", "m"))
     return ops.DecoderBlock(
         attn_norm=w["input_layernorm.weight"], q=proj("self_attn.q_proj", "q"), k=proj("self_attn.k_proj", "k"),
-        v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"),
-        mlp=(w["post_attention_layernorm.weight"], proj("mlp.gate_proj", "g"), proj("mlp.up_proj", "u"),
-             proj("mlp.down_proj", "m")),
+        v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"), mlp=mlp,
         h=ws.full("h"), a=ws.full("a"), n_heads=spec.num_heads, head_dim=spec.head_dim, eps=spec.norm_eps,
         scale=spec.head_dim ** -0.5, window=spec.sliding_window or 0, refine=refine, cos=rope.cos, sin=rope.sin,
         interleaved=rope.interleaved, k_cache=kv.keys[layer], v_cache=kv.values[layer], scratch=scratch)
 
 
 _BLOCK_ROLES = tuple(f"self_attn.{p}_proj" for p in "qkvo") + tuple(f"mlp.{p}_proj" for p in ("gate", "up", "down"))
+
+
+def _block_roles(spec: ModelSpec) -> tuple[str, ...]:
+    return _BLOCK_ROLES[:4] if spec.is_moe else _BLOCK_ROLES
 
 
 def decoder_block_scratch(spec: ModelSpec, w: dict, rows: int) -> int:
@@ -146,17 +152,22 @@ def decoder_block_scratch(spec: ModelSpec, w: dict, rows: int) -> int:
         return ops.linear_scratch_bytes([x.wtype for x in weights], rows, k, refine=any(x.refine for x in weights))
 
     q_dim = spec.num_heads * spec.head_dim
-    return max(need(_BLOCK_ROLES[:3], spec.hidden_size), need(_BLOCK_ROLES[3:4], q_dim),
-               need(_BLOCK_ROLES[4:6], spec.hidden_size), need(_BLOCK_ROLES[6:], spec.intermediate_size))
+    attention = max(need(_BLOCK_ROLES[:3], spec.hidden_size), need(_BLOCK_ROLES[3:4], q_dim))
+    if spec.is_moe:
+        return attention
+    return max(attention, need(_BLOCK_ROLES[4:6], spec.hidden_size), need(_BLOCK_ROLES[6:], spec.intermediate_size))
 
 
 def fits_decoder_block(spec: ModelSpec, w: dict) -> bool:
-    """Whether a llama layer can run as a DecoderBlock: a dense SwiGLU MLP,
-    and weights in one layout (the C linear call takes one per call, as
-    weight.linears does; a mixed layer runs op by op)."""
-    if spec.family != "llama" or spec.activation != "silu" or any(role + ".weight" not in w for role in _BLOCK_ROLES):
+    """Whether a llama or mixtral layer can run as a DecoderBlock (for
+    mixtral, its attention): a SwiGLU MLP, and weights in one layout (the C
+    linear call takes one per call, as weight.linears does; a mixed layer
+    runs op by op)."""
+    roles = _block_roles(spec)
+    if spec.family not in ("llama", "mixtral") or spec.activation != "silu" or \
+            any(role + ".weight" not in w for role in roles):
         return False
-    return len({w[role + ".weight"].transposed for role in _BLOCK_ROLES}) == 1
+    return len({w[role + ".weight"].transposed for role in roles}) == 1
 
 
 def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,

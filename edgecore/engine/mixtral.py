@@ -49,10 +49,12 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
 
 
 def mixtral_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
-                  batch: StepBatch, ws: Workspace, experts=None, route=None) -> np.ndarray:
+                  batch: StepBatch, ws: Workspace, experts=None, route=None, attention=None) -> np.ndarray:
     """x += delta, attention, x += its output, then the sparse MLP; returns
-    the MLP output (the next delta)."""
-    a = llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
+    the MLP output (the next delta). attention: a callable doing the first
+    part in one call (an attention-only ops.DecoderBlock's run), bitwise
+    llama_attention's."""
+    a = attention() if attention else llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
     h = ops.rms_norm(x, w["post_attention_layernorm.weight"], spec.norm_eps, residual=a, out=ws("h", x.shape[0]))
     out, _ = moe_mlp(spec, w, h, experts, route)
     return out

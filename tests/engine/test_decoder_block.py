@@ -28,7 +28,8 @@ LLAMA = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_la
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """name -> model path: safetensors f32 / f16 (with q/k/v/o and MLP
-    biases), GGUF q8_0 / q4_1 (what the gguf package quantizes)."""
+    biases), GGUF q8_0 / q4_1 (what the gguf package quantizes); a Mixtral
+    (its attention runs as a block) as safetensors and GGUF q8_0."""
     root = tmp_path_factory.mktemp("block")
     plain = build("llama", root / "f32", **LLAMA)
     paths = {"f32": root / "f32"}
@@ -36,6 +37,9 @@ def sources(tmp_path_factory):
     paths["f16-bias"] = root / "f16-bias"
     for wtype in ("q8_0", "q4_1"):
         paths[wtype] = write_llama_gguf(plain, root / f"{wtype}.gguf", wtype)
+    moe = build("mixtral", root / "mixtral", seed=3, **dict(LLAMA, num_local_experts=4, num_experts_per_tok=2))
+    paths["mixtral"] = root / "mixtral"
+    paths["mixtral-q8_0"] = write_llama_gguf(moe, root / "mixtral-q8_0.gguf", "q8_0")
     return paths
 
 
@@ -75,6 +79,18 @@ def test_block_is_bitwise_the_op_by_op_path(sources, name, act_precision):
         pytest.skip("float activations: act_precision does not apply")
     with Engine(sources[name], act_precision=act_precision, context=64, step_tokens=16) as engine:
         assert len(engine._blocks) == engine.spec.num_layers, "every pinned llama layer runs as one block"
+        fused, reference = run_steps(engine, False), run_steps(engine, True)
+    for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
+        assert np.array_equal(a, b), f"step {i}: block and op-by-op logits differ by {np.abs(a - b).max():.3g}"
+
+
+@pytest.mark.parametrize("name", ["mixtral", "mixtral-q8_0"])
+@pytest.mark.parametrize("expert_capacity", [None, 2])
+def test_moe_attention_block_is_bitwise_the_op_by_op_path(sources, name, expert_capacity):
+    """Mixtral layers run their attention as a block (mlp=None) and the
+    sparse MLP in Python, with every expert resident or through the cache."""
+    with Engine(sources[name], context=64, step_tokens=16, expert_capacity=expert_capacity) as engine:
+        assert len(engine._blocks) == engine.spec.num_layers
         fused, reference = run_steps(engine, False), run_steps(engine, True)
     for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
         assert np.array_equal(a, b), f"step {i}: block and op-by-op logits differ by {np.abs(a - b).max():.3g}"
