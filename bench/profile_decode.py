@@ -3,20 +3,17 @@
     python bench/profile_decode.py [--threads 2] [--steps 32] [--models demo,llama-125m] [--contexts 128,1024]
 
 For each model and context length (tokens already in the KV cache before
-decoding), runs `steps` single-token engine.step calls three times:
-  - as the engine runs them (llama layers as one ops.DecoderBlock call each:
-    the step time and tokens/s);
-  - op by op (the engine's DecoderBlocks set aside, every layer through the
-    Python layers: engine/layers.py), plain: the step time before the block;
-  - op by op with every ops kernel entry point wrapped in a timer: kernel
-    time per step and calls per step.
-The kernels are the same in both paths (the block calls the same C entry
-points in the same order), so the out-of-kernel share of a step is 1 -
-kernel time / step time, with the kernel time of the timed op-by-op pass:
-for the op-by-op path within each timed step (the median over steps:
-robust to other processes' bursts), and for the block path as 1 - median
-kernel / median step. What is outside: Python glue, NumPy temporaries,
-argument checks and the wrappers' own cost (an upper bound).
+decoding), runs `steps` single-token engine.step calls four times: as the
+engine runs them (llama layers as one ops.DecoderBlock call each), plain
+(step time, tok/s) and timed, then op by op (the DecoderBlocks set aside,
+every layer through the Python layers: the path before the block), plain
+and timed. Timed: every ops kernel entry point and every DecoderBlock.run
+wrapped in a timer; a run's time, less what its per-step argument checks
+cost (measured apart: a run with no rows does every check and no kernel),
+is kernel time. The out-of-kernel share is 1 - kernel / step time within
+each timed step (the median over steps: robust to other processes'
+bursts): Python glue, NumPy temporaries, argument checks and the wrappers'
+own cost (an upper bound).
 The long-context figure is decode tok/s after 1024 tokens vs after 128.
 Models: the built-in demo (GPT-2 bytes: no DecoderBlock, op by op in both)
 and a random Llama of the "Llama-125M" shape (hidden 768, 12 layers, 12
@@ -44,8 +41,8 @@ from common import table, write_json  # noqa: E402
 
 from edgecore import Engine, ops  # noqa: E402
 
-KERNELS = ("fused_linear", "linear", "linear_multi", "rms_norm", "layer_norm", "rope", "kv_store", "attention",
-           "route_topk")
+KERNELS = ("dequantize_rows", "fused_linear", "linear", "linear_multi", "rms_norm", "layer_norm", "rope", "kv_store",
+           "attention", "route_topk")
 
 LLAMA_125M = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                   num_key_value_heads=12, vocab_size=32000, max_position_embeddings=2048)
@@ -91,11 +88,29 @@ def kernel_threads(n: int):
         ops.set_num_threads(before)
 
 
+class _TimedBlock:
+    """A DecoderBlock whose run() is timed (the C block plus its per-step
+    argument checks; the checks' own cost is measured apart: block_check_cost)."""
+
+    def __init__(self, block, seconds: Counter, calls: Counter):
+        self.block, self.seconds, self.calls = block, seconds, calls
+
+    def run(self, *args):
+        t0 = time.perf_counter()
+        try:
+            return self.block.run(*args)
+        finally:
+            self.seconds["DecoderBlock.run"] += time.perf_counter() - t0
+            self.calls["DecoderBlock.run"] += 1
+
+
 @contextmanager
-def timed_kernels():
-    """Wrap the ops entry points; yields (seconds Counter, calls Counter)."""
+def timed_kernels(engine: Engine):
+    """Wrap the ops entry points and the engine's DecoderBlocks; yields
+    (seconds Counter, calls Counter)."""
     seconds, calls = Counter(), Counter()
     originals = {name: getattr(ops, name) for name in KERNELS}
+    blocks = engine._blocks
 
     def wrap(name, fn):
         clock = time.perf_counter
@@ -111,11 +126,28 @@ def timed_kernels():
 
     for name, fn in originals.items():
         setattr(ops, name, wrap(name, fn))
+    engine._blocks = {li: _TimedBlock(b, seconds, calls) for li, b in blocks.items()}
     try:
         yield seconds, calls
     finally:
+        engine._blocks = blocks
         for name, fn in originals.items():
             setattr(ops, name, fn)
+
+
+def block_check_cost(engine: Engine, reps: int = 2000) -> float:
+    """Seconds one DecoderBlock.run spends outside the kernels: a run with no
+    rows does every per-step check (x, delta, positions, the batch) and
+    returns before the first kernel."""
+    if not engine._blocks:
+        return 0.0
+    block = next(iter(engine._blocks.values()))
+    x = np.empty((0, block.d), np.float32)
+    args = (x, None, np.empty(0, np.int64), np.zeros((1, 1), np.int32), np.zeros(2, np.int32), np.zeros(1, np.int32))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        block.run(*args)
+    return (time.perf_counter() - t0) / reps
 
 
 @contextmanager
@@ -129,11 +161,12 @@ def op_by_op(engine: Engine):
         engine._blocks = blocks
 
 
-def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False):
+def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False, check_cost: float = 0.0):
     """Prefill prompt into a fresh sequence, then `steps` greedy decode
     steps. Returns (each decode step's seconds, the kernel seconds inside
     each step, kernel seconds and calls per op over the decode steps; the
-    kernel figures are zero unless timed)."""
+    kernel figures are zero unless timed). check_cost: seconds of a
+    DecoderBlock.run call not spent in kernels, taken off its time."""
     kv = engine.kv
     seq = kv.new_sequence()
     try:
@@ -143,14 +176,14 @@ def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = Fa
             kv.reserve(seq, len(chunk))
             token = int(engine.step([(seq, chunk)])[0].argmax())
         times, inside = [], []
-        with timed_kernels() if timed else nullcontext((Counter(), Counter())) as (seconds, calls):
+        with timed_kernels(engine) if timed else nullcontext((Counter(), Counter())) as (seconds, calls):
             for _ in range(steps):
                 kv.reserve(seq, 1)
                 k0 = sum(seconds.values())
                 t0 = time.perf_counter()
                 logits = engine.step([(seq, np.array([token], np.int64))])
                 times.append(time.perf_counter() - t0)
-                inside.append(sum(seconds.values()) - k0)
+                inside.append(sum(seconds.values()) - k0 - check_cost * len(engine._blocks))
                 token = int(logits[0].argmax())
         return times, inside, seconds, calls
     finally:
@@ -185,23 +218,27 @@ def main():
                         for ctx in usable:
                             prompt = [int(t) for t in np.random.default_rng(ctx).integers(0, vocab, ctx)]
                             decode_steps(engine, prompt[:8], 4)  # warm-up: first touch of every weight page
+                            check = block_check_cost(engine)
                             plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
+                            times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True,
+                                                                         check_cost=check)
                             with op_by_op(engine):
                                 ops_plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
-                                times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True)
-                            wrapped = statistics.median(times)
+                                ops_times, ops_inside, ops_seconds, ops_calls = decode_steps(
+                                    engine, prompt, args.steps, timed=True)
                             # per step, then the median: robust to bursts from other processes
                             outside = statistics.median(1 - k / t for k, t in zip(inside, times, strict=True))
-                            per_step = {k: v / args.steps for k, v in seconds.items()}  # means, by op
-                            kernel = statistics.median(inside)
+                            ops_outside = statistics.median(1 - k / t for k, t in zip(ops_inside, ops_times,
+                                                                                      strict=True))
+                            per_step = {k: v / args.steps for k, v in ops_seconds.items()}  # means, by op
                             rows.append({
                                 "model": name, "threads": n, "context": ctx, "kv_dtype": args.kv_dtype,
-                                "blocks": len(engine._blocks),
+                                "blocks": len(engine._blocks), "block_check_us": check * 1e6,
                                 "step_ms": plain * 1e3, "tok_s": 1 / plain, "op_by_op_step_ms": ops_plain * 1e3,
-                                "wrapped_step_ms": wrapped * 1e3, "kernel_ms": kernel * 1e3,
-                                "out_of_kernel_pct": 100 * max(0.0, 1 - kernel / plain),
-                                "op_by_op_out_of_kernel_pct": 100 * outside,
+                                "kernel_ms": statistics.median(inside) * 1e3,
+                                "out_of_kernel_pct": 100 * outside, "op_by_op_out_of_kernel_pct": 100 * ops_outside,
                                 "calls_per_step": sum(calls.values()) / max(1, args.steps),
+                                "op_by_op_calls_per_step": sum(ops_calls.values()) / max(1, args.steps),
                                 "kernel_ms_by_op": {k: v * 1e3 for k, v in per_step.items()},
                             })
                             print(rows[-1], flush=True)
@@ -211,9 +248,10 @@ def main():
         r["vs_first_context"] = r["tok_s"] / base["tok_s"] if base else None
     print(table(rows, [("model", "model"), ("threads", "thr"), ("context", "context"), ("step_ms", "step ms"),
                        ("tok_s", "tok/s"), ("vs_first_context", "vs shortest"), ("blocks", "C blocks"),
-                       ("op_by_op_step_ms", "op-by-op ms"), ("kernel_ms", "kernel ms"),
-                       ("out_of_kernel_pct", "outside %"), ("op_by_op_out_of_kernel_pct", "op-by-op outside %"),
-                       ("calls_per_step", "op-by-op calls")]))
+                       ("kernel_ms", "kernel ms"), ("out_of_kernel_pct", "outside %"),
+                       ("calls_per_step", "calls/step"), ("op_by_op_step_ms", "op-by-op ms"),
+                       ("op_by_op_out_of_kernel_pct", "op-by-op outside %"),
+                       ("op_by_op_calls_per_step", "op-by-op calls")]))
     print(f"wrote {write_json('profile_decode', {'rows': rows, 'steps': args.steps})}")
 
 

@@ -241,7 +241,9 @@ cdef class DecoderBlock:
         if p.m != m:
             raise ValueError(f"{fn}: x has {m} rows but starts[-1] = {p.m}")
         cdef float *xp = <float *>cnp.PyArray_DATA(xa)
-        cdef const float *dp = NULL if da is None else <const float *>cnp.PyArray_DATA(da)
+        cdef const float *dp = NULL
+        if da is not None:
+            dp = <const float *>cnp.PyArray_DATA(da)
         cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(pa)
         cdef int rc, failed = EC_BLOCK_ARGS
         with nogil:

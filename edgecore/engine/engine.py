@@ -432,7 +432,11 @@ class Engine:
                 if layer.kind == "embed":
                     x = self._embed(batch)
                 elif layer.kind == "block":
-                    delta = self._block(rt.layer_weights(li), x, delta, li, layer.index, batch)
+                    block = self._blocks.get(li)
+                    if block is not None and not spec.is_moe:  # the whole layer in one call, no weights dict
+                        delta = block.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0)
+                    else:
+                        delta = self._block(rt.layer_weights(li), x, delta, li, layer.index, batch)
                 elif logits_out is None:
                     logits = L.head(spec, rt.layer_weights(li), x, delta, self._ws, batch.last)
                 else:
@@ -463,8 +467,6 @@ class Engine:
             ex = self.experts
             return mixtral_block(spec, w, self.rope, x, delta, kv, index, batch, ws, attention=attention,
                                  experts=lambda e: ex.weights(li, e), route=lambda logits: ex.route(li, logits))
-        if block is not None:
-            return block.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0)
         return L.llama_block(spec, w, self.rope, x, delta, kv, index, batch, ws)
 
     def _decoder_blocks(self) -> dict:
