@@ -10,7 +10,9 @@ is fused into the next norm: a block returns its last output as the pending
 `delta`, which the next block's first norm (or the head's) adds to x. Every
 intermediate lives in a Workspace allocated once per engine, so a decode
 step crosses into C about ten times per layer and allocates nothing per
-layer. No code path depends on the batch: each row's result is what it
+layer; `decoder_block` builds the C form of a llama layer (one call per
+layer, bitwise the same), which the engine uses for layers whose weights
+stay loaded. No code path depends on the batch: each row's result is what it
 would be alone (given batch-invariant kernels).
 
 Weights arrive as a dict role -> Weight for matrices, float32 array for
