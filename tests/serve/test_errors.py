@@ -168,6 +168,12 @@ def test_queue_full_is_429_with_retry_after():
                 r = post(url, "/v1/completions", {"model": "demo", "prompt": "x", "max_tokens": 2})
                 assert error_of(r, 429)["code"] == "queue_full" and r.headers["retry-after"] == "1"
                 assert metric(url, 'edgecore_rejections_total{reason="queue_full"}') == 1
+        # both clients are gone; their cancellations reach the loop within a step
+        # or two, and only then is there room again (posting at once races them)
+        deadline = time.monotonic() + 10
+        while srv.loop.waiting > 0:
+            assert time.monotonic() < deadline, "a disconnected waiting request still holds the queue"
+            time.sleep(0.01)
         ok = post(url, "/v1/completions", {"model": "demo", "prompt": "x", "max_tokens": 2})
         assert ok.status_code == 200
 
