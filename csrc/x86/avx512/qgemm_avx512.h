@@ -164,17 +164,22 @@ EC_INLINE __m512 block_row(int t, const qblock16 *q, const ec_act_q8_32 *xb, __m
     return _mm512_add_ps(acc, v);
 }
 
-/* The next tile's weights, the slice block b of this tile covers: as in
+/* The weights two tiles ahead, the slice block b of this tile covers: as in
  * the avx2 decode path (qgemm32_avx2.h, prefetch_next_tile), a tile reads
  * its 16 rows block by block, 16 streams too short for the hardware
- * prefetcher, while the next tile's rows are one contiguous range. Decode
+ * prefetcher, while a later tile's rows are one contiguous range. Decode
  * only (mr <= 2): with more x rows the driver passes each weight panel
- * under several M tiles and it is in cache after the first. Not timed on
- * an AVX-512 host yet (the avx2 path went from 25-35% to 60-100% of the
- * read bandwidth with it). */
-EC_INLINE void prefetch_next_tile(const void *w, size_t ws, size_t b, size_t bb) {
-    const char *ahead = (const char *)w + QNR * ws + b * QNR * bb;
-    for (size_t l = 0; l < QNR * bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+ * under several M tiles and it is in cache after the first. Timed on an
+ * Intel Xeon (Sapphire Rapids class, 1 thread, cold weights, bench_qlinear):
+ * the avx2 path's choice (the next tile, into L1) leaves q4_1 576x49152 at
+ * 2.0 ms and q8_0 at 3.3 ms, about half the read bandwidth, as L1's few fill
+ * buffers bound the misses in flight; two tiles ahead into L2 (prefetcht1)
+ * gives 1.7 and 2.6 ms; one tile into L2, or farther (3, 4, 8 tiles), no
+ * better. */
+#define EC_PREFETCH_TILES 2
+EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t b, size_t bb) {
+    const char *ahead = (const char *)w + EC_PREFETCH_TILES * QNR * ws + b * QNR * bb;
+    for (size_t l = 0; l < QNR * bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
 }
 
 /* The whole tile for a constant mr (the accumulators stay in registers). */
@@ -187,7 +192,7 @@ EC_INLINE void gemm32_tile(int t, size_t mr, size_t k, size_t nr, const void *x,
     __m512 acc[QMR];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 32; b++) {
-        if (mr <= 2) prefetch_next_tile(w, ws, b, bb);
+        if (mr <= 2) prefetch_ahead(w, ws, b, bb);
         qblock16 q;
         decode_block(t, p, b * bb, &q);
         for (size_t i = 0; i < mr; i++)

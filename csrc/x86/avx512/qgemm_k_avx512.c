@@ -57,6 +57,7 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
     __m512 acc[QMR];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
+        if (mr <= 2) prefetch_ahead(w, ws, b, bb); /* decode: as for the 32-block types */
         const size_t off = b * bb;
         __m512i hdr[4], t[4];
         for (int r = 0; r < 4; r++) hdr[r] = load_group(p, r, off);
@@ -140,6 +141,7 @@ EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs
     __m512 acc[QMR];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
+        if (mr <= 2) prefetch_ahead(w, ws, b, 210);
         const size_t off = b * 210;
         /* d: bytes 208-209, the high half of dword 3 of a load at 194 */
         __m512i tail[4];

@@ -31,6 +31,18 @@ EC_INLINE __m512 widen(int bf16, __m256i h) {
     return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
+/* Decode (mr <= 2): the weights 32 rows (8 tiles) ahead, the 128 bytes
+ * this step's 16 elements of 4 rows cover, into L2. A tile's 4 rows are
+ * too short for the hardware prefetcher to pick up (1152 bytes at
+ * K = 576), while the tiles ahead are one contiguous range; the same
+ * distance in rows as the quantized kernels' (qgemm_avx512.h). */
+#define EC_PREFETCH_ROWS 32
+EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t l) {
+    const char *ahead = (const char *)w + EC_PREFETCH_ROWS * ws + l * 2 * HNR;
+    _mm_prefetch(ahead, _MM_HINT_T1);
+    _mm_prefetch(ahead + 64, _MM_HINT_T1);
+}
+
 EC_INLINE void half_tile(int bf16, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
                          size_t ws, float *y, size_t ldy) {
     const uint16_t *wr[HNR];
@@ -42,6 +54,7 @@ EC_INLINE void half_tile(int bf16, size_t mr, size_t k, size_t nr, const void *x
         for (size_t j = 0; j < HNR; j++) acc[i][j] = _mm512_setzero_ps();
     size_t l = 0;
     for (; l + 16 <= k; l += 16) {
+        if (mr <= 2) prefetch_ahead(w, ws, l);
         __m512 wv[HNR];
         for (size_t j = 0; j < HNR; j++) wv[j] = widen(bf16, _mm256_loadu_si256((const __m256i *)(wr[j] + l)));
         for (size_t i = 0; i < mr; i++) {
