@@ -24,7 +24,8 @@ since on some hosts the sum alone is compute-bound below the memory's rate.
 llama.cpp: `llama-bench -p 128 -n 128 -d 0,128 -t T -r 3 -o json` on the
 same file ($LLAMA_CPP_BIN, else /work/llamacpp/bin): pp128 at depth 0 is
 its prefill, tg128 at depth 128 its decode after a 128-token prompt. Columns
-it could not fill say "not measured". Writes bench/results/quant.json.
+it could not fill say "not measured". Writes bench/results/quant.json (--out NAME:
+NAME.json; quant-avx512.json is a run on an AVX-512 Xeon, quant.json on AMD Zen 3).
 """
 
 from __future__ import annotations
@@ -297,6 +298,9 @@ def main():
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", help="where sources and GGUF files are written (default: a temporary directory)")
+    ap.add_argument("--out", default="quant",
+                    help="results file name in bench/results (default: quant; another name keeps "
+                    "a second host's run beside the first)")
     args = ap.parse_args()
 
     from edgecore.quantize import quantize_model
@@ -384,7 +388,7 @@ def main():
     payload = {"rows": rows, "kernels": kernels, "bandwidth_Bps": {n: v[0] for n, v in bandwidth.items()},
                "bandwidth_probe": {n: v[1] for n, v in bandwidth.items()}, "prompt": args.prompt, "new": args.new,
                "llama_cpp_bin": str(LLAMA_BIN)}
-    print(f"wrote {write_json('quant', payload)}")
+    print(f"wrote {write_json(args.out, payload)}")
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ def main():
     ap.add_argument("--models", default="demo,llama-125m")
     ap.add_argument("--contexts", default="128,1024")
     ap.add_argument("--kv-dtype", default="f16")
+    ap.add_argument("--out", default="profile_decode",
+                    help="results file name in bench/results (default: profile_decode; another name "
+                    "keeps a second host's run beside the first)")
     args = ap.parse_args()
     contexts = [int(c) for c in args.contexts.split(",")]
     rows = []
@@ -252,7 +255,7 @@ def main():
                        ("calls_per_step", "calls/step"), ("op_by_op_step_ms", "op-by-op ms"),
                        ("op_by_op_out_of_kernel_pct", "op-by-op outside %"),
                        ("op_by_op_calls_per_step", "op-by-op calls")]))
-    print(f"wrote {write_json('profile_decode', {'rows': rows, 'steps': args.steps})}")
+    print(f"wrote {write_json(args.out, {'rows': rows, 'steps': args.steps})}")
 
 
 if __name__ == "__main__":
