@@ -13,14 +13,7 @@ for _module in ("httpx", "openai", "starlette", "uvicorn"):
 import time  # noqa: E402
 
 import httpx  # noqa: E402
-from support.serving import Wrapped, metric, paged_loader, serving  # noqa: E402
-
-
-def wait_for(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+from support.serving import Wrapped, metric, paged_loader, serving, wait_for  # noqa: E402
 
 
 def slow_demo(pages: int = 32):

@@ -14,7 +14,7 @@ import time  # noqa: E402
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
-from support.serving import Wrapped, metric, paged_loader, serving  # noqa: E402
+from support.serving import Wrapped, metric, paged_loader, serving, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -161,19 +161,13 @@ def test_queue_full_is_429_with_retry_after():
             lines = first.iter_lines()  # kept: a dropped iterator closes the stream
             next(lines)  # admitted and streaming
             with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60):
-                deadline = time.monotonic() + 10
-                while srv.loop.waiting < 1:  # the second waits for the only slot
-                    assert time.monotonic() < deadline
-                    time.sleep(0.01)
+                wait_for(lambda: srv.loop.waiting >= 1)  # the second waits for the only slot
                 r = post(url, "/v1/completions", {"model": "demo", "prompt": "x", "max_tokens": 2})
                 assert error_of(r, 429)["code"] == "queue_full" and r.headers["retry-after"] == "1"
                 assert metric(url, 'edgecore_rejections_total{reason="queue_full"}') == 1
         # both clients are gone; their cancellations reach the loop within a step
         # or two, and only then is there room again (posting at once races them)
-        deadline = time.monotonic() + 10
-        while srv.loop.waiting > 0:
-            assert time.monotonic() < deadline, "a disconnected waiting request still holds the queue"
-            time.sleep(0.01)
+        wait_for(lambda: srv.loop.waiting == 0, what="a disconnected waiting request still holds the queue")
         ok = post(url, "/v1/completions", {"model": "demo", "prompt": "x", "max_tokens": 2})
         assert ok.status_code == 200
 

@@ -46,6 +46,14 @@ def serving(load, model_id: str = "demo", wait_ready: bool = True, **options):
         assert not thread.is_alive(), "the server thread did not stop"
 
 
+
+def wait_for(predicate, seconds: float = 10.0, what: str = "timed out") -> None:
+    """Poll predicate() every 10 ms until true; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
 def metric(url: str, name: str) -> float:
     """One sample of /metrics by its full name (with labels, if any)."""
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
