@@ -38,6 +38,7 @@
 
 #include "../../common/qblocks.h"
 #include "../../common/qkernels.h"
+#include "prefetch_avx512.h"
 
 #ifndef EC_Q_VNNI
 #error "define EC_Q_VNNI (0 or 1) before including qgemm_avx512.h"
@@ -164,22 +165,10 @@ EC_INLINE __m512 block_row(int t, const qblock16 *q, const ec_act_q8_32 *xb, __m
     return _mm512_add_ps(acc, v);
 }
 
-/* The weights two tiles ahead, the slice block b of this tile covers: as in
- * the avx2 decode path (qgemm32_avx2.h, prefetch_next_tile), a tile reads
- * its 16 rows block by block, 16 streams too short for the hardware
- * prefetcher, while a later tile's rows are one contiguous range. Decode
- * only (mr <= 2): with more x rows the driver passes each weight panel
- * under several M tiles and it is in cache after the first. Timed on an
- * Intel Xeon (Sapphire Rapids class, 1 thread, cold weights, bench_qlinear):
- * the avx2 path's choice (the next tile, into L1) leaves q4_1 576x49152 at
- * 2.0 ms and q8_0 at 3.3 ms, about half the read bandwidth, as L1's few fill
- * buffers bound the misses in flight; two tiles ahead into L2 (prefetcht1)
- * gives 1.7 and 2.6 ms; one tile into L2, or farther (3, 4, 8 tiles), no
- * better. */
-#define EC_PREFETCH_TILES 2
+/* Decode: the slice block b of this tile covers, 32 rows (two tiles) on
+ * (prefetch_avx512.h). */
 EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t b, size_t bb) {
-    const char *ahead = (const char *)w + EC_PREFETCH_TILES * QNR * ws + b * QNR * bb;
-    for (size_t l = 0; l < QNR * bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
+    ec_prefetch_rows_ahead(w, ws, b * QNR * bb, QNR * bb);
 }
 
 /* The whole tile for a constant mr (the accumulators stay in registers). */

@@ -19,6 +19,7 @@
 
 #include "../../common/qblocks.h"
 #include "../../common/qkernels.h"
+#include "prefetch_avx512.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
 #define HMR 4
@@ -31,16 +32,10 @@ EC_INLINE __m512 widen(int bf16, __m256i h) {
     return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
-/* Decode (mr <= 2): the weights 32 rows (8 tiles) ahead, the 128 bytes
- * this step's 16 elements of 4 rows cover, into L2. A tile's 4 rows are
- * too short for the hardware prefetcher to pick up (1152 bytes at
- * K = 576), while the tiles ahead are one contiguous range; the same
- * distance in rows as the quantized kernels' (qgemm_avx512.h). */
-#define EC_PREFETCH_ROWS 32
+/* Decode: the 128 bytes this step's 16 elements of the tile's 4 rows
+ * cover, 32 rows on (prefetch_avx512.h). */
 EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t l) {
-    const char *ahead = (const char *)w + EC_PREFETCH_ROWS * ws + l * 2 * HNR;
-    _mm_prefetch(ahead, _MM_HINT_T1);
-    _mm_prefetch(ahead + 64, _MM_HINT_T1);
+    ec_prefetch_rows_ahead(w, ws, l * 2 * HNR, 2 * HNR * 16);
 }
 
 EC_INLINE void half_tile(int bf16, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
