@@ -184,6 +184,7 @@ cdef extern from "edgecore/kernels.h" nogil:
         EC_NORM_UNIT_OFFSET
         EC_KV_F32
         EC_KV_F16
+        EC_KV_Q8_0
         EC_ATTN_MAX_HEAD_DIM
 
     int ec_rms_norm_f32(const float *x, const float *delta, float *sum, const float *w, float *out,

@@ -72,14 +72,16 @@ cdef _Paged _paged(str fn, k_cache, v_cache, page_table, starts, pos0, bint writ
     p.k_cache = _as_array(k_cache, fn, "k_cache")
     p.v_cache = _as_array(v_cache, fn, "v_cache")
     cdef int typenum = cnp.PyArray_TYPE(p.k_cache)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT16:
-        raise TypeError(f"{fn}: k_cache must be float32 or float16, got dtype {p.k_cache.dtype}")
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT16 and typenum != cnp.NPY_UINT8:
+        raise TypeError(f"{fn}: k_cache must be float32, float16 or uint8 (Q8_0 blocks), got dtype "
+                        f"{p.k_cache.dtype}")
     _check(p.k_cache, typenum, fn, "k_cache", writeable)
     if cnp.PyArray_TYPE(p.v_cache) != typenum:
         raise TypeError(f"{fn}: v_cache must have k_cache's dtype {p.k_cache.dtype}, got {p.v_cache.dtype}")
     _check(p.v_cache, typenum, fn, "v_cache", writeable)
     if cnp.PyArray_NDIM(p.k_cache) != 4:
-        raise ValueError(f"{fn}: k_cache must be 4-D [n_pages, kv_heads, page_tokens, head_dim], "
+        raise ValueError(f"{fn}: k_cache must be 4-D [n_pages, kv_heads, page_tokens, head_dim] (Q8_0: "
+                         f"head_dim / 32 * 34 bytes in the last dimension), "
                          f"got shape {_shape(p.k_cache)}")
     if (<object>p.v_cache).shape != (<object>p.k_cache).shape:
         raise ValueError(f"{fn}: v_cache shape {_shape(p.v_cache)} must equal k_cache shape {_shape(p.k_cache)}")
@@ -87,11 +89,16 @@ cdef _Paged _paged(str fn, k_cache, v_cache, page_table, starts, pos0, bint writ
         raise ValueError(f"{fn}: k_cache and v_cache must not overlap")
     p.pages.k = cnp.PyArray_DATA(p.k_cache)
     p.pages.v = cnp.PyArray_DATA(p.v_cache)
-    p.pages.dtype = EC_KV_F16 if typenum == cnp.NPY_FLOAT16 else EC_KV_F32
+    p.pages.dtype = EC_KV_F16 if typenum == cnp.NPY_FLOAT16 else EC_KV_Q8_0 if typenum == cnp.NPY_UINT8 else EC_KV_F32
     p.pages.n_pages = cnp.PyArray_DIM(p.k_cache, 0)
     p.pages.kv_heads = cnp.PyArray_DIM(p.k_cache, 1)
     p.pages.page_tokens = cnp.PyArray_DIM(p.k_cache, 2)
     p.pages.head_dim = cnp.PyArray_DIM(p.k_cache, 3)
+    if p.pages.dtype == EC_KV_Q8_0:  # rows of 34-byte blocks of 32 elements
+        if p.pages.head_dim % 34:
+            raise ValueError(f"{fn}: a uint8 (Q8_0) k_cache's last dimension must be head_dim / 32 * 34 bytes "
+                             f"(a multiple of 34), got shape {_shape(p.k_cache)}")
+        p.pages.head_dim = p.pages.head_dim // 34 * 32
     if p.pages.kv_heads == 0 or p.pages.page_tokens == 0 or p.pages.head_dim == 0:
         raise ValueError(f"{fn}: k_cache needs kv_heads, page_tokens and head_dim >= 1, got shape "
                          f"{_shape(p.k_cache)}")
@@ -305,7 +312,9 @@ def kv_store(k, v, k_cache, v_cache, page_table, starts, pos0):
     k, v: float32 [M, kv_heads, head_dim] (rows may be strided, the same
     stride for both). k_cache, v_cache: [n_pages, kv_heads, page_tokens,
     head_dim], both float32 or both float16 (values are rounded to nearest
-    even, as ``astype(np.float16)``). page_table: int32 [S, max_pages], the
+    even, as ``astype(np.float16)``), or both uint8 [n_pages, kv_heads,
+    page_tokens, head_dim / 32 * 34]: each row quantized to GGML Q8_0 blocks,
+    bit for bit ``gguf.quants.quantize(row, Q8_0)``. page_table: int32 [S, max_pages], the
     page ids of each sequence in position order. starts: int32 [S + 1]: rows
     starts[s] .. starts[s+1]-1 belong to sequence s (starts[0] = 0,
     non-decreasing, starts[S] = M). pos0: int32 [S]: the position of each

@@ -66,7 +66,7 @@ static size_t window_start(size_t p, size_t window) {
 /* Row pointers of positions [ja, jb) of sequence s, KV head h. */
 static void block_rows(const attn_job *j, attn_scratch *w, size_t s, size_t h, size_t ja, size_t jb) {
     const ec_kv_pages *c = j->c;
-    const size_t elem = ec_kv_elem_bytes(c->dtype), row_bytes = c->head_dim * elem;
+    const size_t row_bytes = ec_kv_row_bytes(c->dtype, c->head_dim);
     const size_t head_bytes = c->page_tokens * row_bytes, page_bytes = c->kv_heads * head_bytes;
     const int32_t *table = j->b->page_table + s * j->b->max_pages;
     size_t page = ja / c->page_tokens, slot = ja % c->page_tokens;
@@ -91,7 +91,7 @@ static void block_rows(const attn_job *j, attn_scratch *w, size_t s, size_t h, s
  * no value. */
 static void prefetch_rows(const attn_job *j, size_t s, size_t h, size_t ja, size_t jb) {
     const ec_kv_pages *c = j->c;
-    const size_t row_bytes = c->head_dim * ec_kv_elem_bytes(c->dtype);
+    const size_t row_bytes = ec_kv_row_bytes(c->dtype, c->head_dim);
     const size_t head_bytes = c->page_tokens * row_bytes, page_bytes = c->kv_heads * head_bytes;
     const int32_t *table = j->b->page_table + s * j->b->max_pages;
     for (size_t p = ja; p < jb;) {
@@ -102,6 +102,9 @@ static void prefetch_rows(const attn_job *j, size_t s, size_t h, size_t ja, size
             __builtin_prefetch((const char *)c->k + at + b);
             __builtin_prefetch((const char *)c->v + at + b);
         }
+        /* rows of 68 bytes (q8_0) start anywhere in a line: the range's last line too */
+        __builtin_prefetch((const char *)c->k + at + n * row_bytes - 1);
+        __builtin_prefetch((const char *)c->v + at + n * row_bytes - 1);
         p += n;
     }
 }
@@ -233,9 +236,11 @@ int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const f
     j.softcap = softcap;
     j.window = window;
     j.out = out;
-    const int f16 = cache->dtype == EC_KV_F16;
-    j.scores = f16 ? ec_active->attn_scores_f16 : ec_active->attn_scores_f32;
-    j.pv = f16 ? ec_active->attn_pv_f16 : ec_active->attn_pv_f32;
+    switch (cache->dtype) {
+    case EC_KV_F16: j.scores = ec_active->attn_scores_f16, j.pv = ec_active->attn_pv_f16; break;
+    case EC_KV_Q8_0: j.scores = ec_active->attn_scores_q8_0, j.pv = ec_active->attn_pv_q8_0; break;
+    default: j.scores = ec_active->attn_scores_f32, j.pv = ec_active->attn_pv_f32; break;
+    }
 
     /* rows per unit: as many as fit beside the head chunk, but no more than
      * the longest sequence has (decode rows of different sequences share

@@ -47,9 +47,15 @@ typedef struct {
     ec_cvt_f32_f16_fn cvt_f32_f16;
     ec_attn_scores_fn attn_scores_f32, attn_scores_f16;
     ec_attn_pv_fn attn_pv_f32, attn_pv_f16;
+    ec_attn_scores_fn attn_scores_q8_0;
+    ec_attn_pv_fn attn_pv_q8_0;
     ec_attn_max_fn attn_max;
     ec_attn_expsum_fn attn_expsum;
 } ec_kernel_table;
+
+/* k floats (k a multiple of 32) -> k / 32 GGML Q8_0 blocks, bit for bit
+ * gguf.quants.quantize (quantize.c; also the q8_0 KV cache's store). */
+void ec_quantize_row_q8_0(const float *x, uint8_t *out, size_t k);
 
 /* The active table (filled at load, switched only by ec_set_active_tier). */
 extern const ec_kernel_table *ec_active;

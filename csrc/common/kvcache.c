@@ -1,6 +1,9 @@
 /*
  * The paged KV cache: argument checks shared with attention, and the store
- * of new K/V rows into their pages (converted to f16 for an f16 cache).
+ * of new K/V rows into their pages (converted to f16 for an f16 cache,
+ * quantized to Q8_0 blocks for a q8_0 one: with the scalar reference
+ * quantizer, which costs about as much per element as the f16 conversion
+ * and is a few thousand elements per decode step).
  *
  * Page ids are checked here, in C, because a long context has thousands of
  * table entries per sequence and per layer; everything touched is checked
@@ -20,8 +23,9 @@ static int fail(ec_kv_fault *f, int code, int64_t seq, int64_t index) {
 
 int ec_kv_check(const ec_kv_pages *c, const ec_kv_batch *b, size_t m, int reads, size_t window,
                 ec_kv_fault *fault) {
-    if (!c || !b || !c->k || !c->v || (c->dtype != EC_KV_F32 && c->dtype != EC_KV_F16) || c->kv_heads == 0 ||
-        c->page_tokens == 0 || c->head_dim == 0)
+    if (!c || !b || !c->k || !c->v || c->kv_heads == 0 || c->page_tokens == 0 || c->head_dim == 0 ||
+        (c->dtype != EC_KV_F32 && c->dtype != EC_KV_F16 && c->dtype != EC_KV_Q8_0) ||
+        (c->dtype == EC_KV_Q8_0 && c->head_dim % 32))
         return fail(fault, EC_ERR_ARG, -1, -1);
     if (b->n_seqs == 0) return m == 0 ? EC_OK : fail(fault, EC_ERR_ARG, -1, -1);
     if (!b->starts || !b->pos0 || !b->page_table || b->starts[0] != 0) return fail(fault, EC_ERR_ARG, 0, -1);
@@ -63,18 +67,21 @@ typedef struct {
 static void store_rows(void *ctx, size_t r0, size_t r1) {
     const store_job *j = ctx;
     const ec_kv_pages *c = j->c;
-    const size_t hd = c->head_dim, elem = ec_kv_elem_bytes(c->dtype);
-    const size_t head_bytes = c->page_tokens * hd * elem, page_bytes = c->kv_heads * head_bytes;
+    const size_t hd = c->head_dim, row_bytes = ec_kv_row_bytes(c->dtype, hd);
+    const size_t head_bytes = c->page_tokens * row_bytes, page_bytes = c->kv_heads * head_bytes;
     size_t s = ec_kv_seq_of(j->b, r0);
     for (size_t r = r0; r < r1; r++) {
         while ((size_t)j->b->starts[s + 1] <= r) s++;
         const size_t p = (size_t)j->b->pos0[s] + (r - (size_t)j->b->starts[s]);
         const size_t page = (size_t)j->b->page_table[s * j->b->max_pages + p / c->page_tokens];
-        const size_t at = page * page_bytes + (p % c->page_tokens) * hd * elem;
+        const size_t at = page * page_bytes + (p % c->page_tokens) * row_bytes;
         for (size_t h = 0; h < c->kv_heads; h++) {
             const float *ks = j->k + r * j->row_stride + h * hd, *vs = j->v + r * j->row_stride + h * hd;
             char *kd = (char *)c->k + at + h * head_bytes, *vd = (char *)c->v + at + h * head_bytes;
-            if (c->dtype == EC_KV_F16) {
+            if (c->dtype == EC_KV_Q8_0) {
+                ec_quantize_row_q8_0(ks, (uint8_t *)kd, hd);
+                ec_quantize_row_q8_0(vs, (uint8_t *)vd, hd);
+            } else if (c->dtype == EC_KV_F16) {
                 ec_active->cvt_f32_f16(ks, (uint16_t *)kd, hd);
                 ec_active->cvt_f32_f16(vs, (uint16_t *)vd, hd);
             } else {

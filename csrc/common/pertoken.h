@@ -40,12 +40,15 @@ typedef void (*ec_rope_row_fn)(float *x, size_t heads, size_t head_dim, size_t r
 typedef void (*ec_cvt_f32_f16_fn)(const float *src, uint16_t *dst, size_t n);
 
 /* s[i * ld + j] = dot(q[i * hd ..], K_j) for i < nq, j < nk, where K_j is the
- * hd-element row at rows[j] (float, or half bits for the f16 variant). */
+ * hd-element row at rows[j] (float, half bits for the f16 variant, Q8_0
+ * blocks for the q8_0 one: hd a multiple of 32, each element d * q, which
+ * is exact in float32, so the q8_0 variant computes what the f32 one
+ * computes on the dequantized row). */
 typedef void (*ec_attn_scores_fn)(const float *q, size_t nq, const void *const *rows, size_t nk,
                                   size_t hd, float *s, size_t ld);
 
 /* o[g * hd + d] = o[g * hd + d] * corr[g] + sum_j p[g * ld + j] * V_j[d] for
- * g < ng, j in order 0 .. nk - 1 (V_j at rows[j], float or half bits). */
+ * g < ng, j in order 0 .. nk - 1 (V_j at rows[j], as for the scores). */
 typedef void (*ec_attn_pv_fn)(const float *p, size_t ld, size_t ng, const float *corr,
                               const void *const *rows, size_t nk, size_t hd, float *o);
 
@@ -72,6 +75,10 @@ typedef float (*ec_attn_expsum_fn)(float *s, size_t n, float m);
                               const void *const *rows, size_t nk, size_t hd, float *o);       \
     void ec_attn_pv_f16_##isa(const float *p, size_t ld, size_t ng, const float *corr,        \
                               const void *const *rows, size_t nk, size_t hd, float *o);       \
+    void ec_attn_scores_q8_0_##isa(const float *q, size_t nq, const void *const *rows,        \
+                                   size_t nk, size_t hd, float *s, size_t ld);                \
+    void ec_attn_pv_q8_0_##isa(const float *p, size_t ld, size_t ng, const float *corr,       \
+                               const void *const *rows, size_t nk, size_t hd, float *o);      \
     float ec_attn_max_##isa(float *s, size_t n, float softcap);                               \
     float ec_attn_expsum_##isa(float *s, size_t n, float m);
 
@@ -79,7 +86,8 @@ typedef float (*ec_attn_expsum_fn)(float *s, size_t n, float m);
 #define EC_PERTOKEN_TABLE(isa)                                                                \
     ec_rms_norm_rows_##isa, ec_layer_norm_rows_##isa, ec_rope_row_##isa, ec_cvt_f32_f16_##isa, \
         ec_attn_scores_f32_##isa, ec_attn_scores_f16_##isa, ec_attn_pv_f32_##isa,             \
-        ec_attn_pv_f16_##isa, ec_attn_max_##isa, ec_attn_expsum_##isa
+        ec_attn_pv_f16_##isa, ec_attn_scores_q8_0_##isa, ec_attn_pv_q8_0_##isa,               \
+        ec_attn_max_##isa, ec_attn_expsum_##isa
 
 /* Work split for the row-parallel per-token drivers (norms, RoPE, KV store):
  * rows go out in units taken from a shared counter, several per thread, so a
@@ -97,7 +105,9 @@ int ec_kv_check(const ec_kv_pages *c, const ec_kv_batch *b, size_t m, int reads,
                 ec_kv_fault *fault);
 /* The sequence that owns row r (r < starts[n_seqs]). */
 size_t ec_kv_seq_of(const ec_kv_batch *b, size_t r);
-/* Bytes of one cache element. */
-static inline size_t ec_kv_elem_bytes(int dtype) { return dtype == EC_KV_F16 ? 2 : 4; }
+/* Bytes of one cache row of hd elements (a Q8_0 block is 34 bytes for 32). */
+static inline size_t ec_kv_row_bytes(int dtype, size_t hd) {
+    return dtype == EC_KV_Q8_0 ? hd / 32 * 34 : dtype == EC_KV_F16 ? hd * 2 : hd * 4;
+}
 
 #endif /* EDGECORE_PERTOKEN_H */

@@ -64,7 +64,7 @@ static float block_absmax_signed(const float *x, size_t n) {
     return x[best];
 }
 
-static void q8_0_row(const float *x, uint8_t *out, size_t k) {
+void ec_quantize_row_q8_0(const float *x, uint8_t *out, size_t k) {
     for (size_t b = 0; b < k / 32; b++, x += 32, out += 34) {
         float amax = fabsf(x[0]);
         for (int i = 0; i < 32 && !isnan(amax); i++)
@@ -167,7 +167,7 @@ typedef void (*quantize_row_fn)(const float *x, uint8_t *out, size_t k);
 
 static quantize_row_fn quantizer(int wtype) {
     switch (wtype) {
-    case EC_WT_Q8_0: return q8_0_row;
+    case EC_WT_Q8_0: return ec_quantize_row_q8_0;
     case EC_WT_Q4_0: return q4_0_row;
     case EC_WT_Q4_1: return q4_1_row;
     case EC_WT_Q5_0: return q5_0_row;

@@ -1,7 +1,9 @@
 """Paged attention and the KV cache store on every available tier, against
 float64 NumPy references written from the math (tests/support/pertoken.py):
 page sizes 1 and 16 with contexts crossing pages, GQA groups, windows,
-soft-capping, f16 KV (vs the reference on K/V rounded to f16), NaN/inf,
+soft-capping, f16 KV (vs the reference on K/V rounded to f16), Q8_0 KV
+(vs the reference on K/V through the gguf package's quantizer and
+dequantizer; stores bit for bit its quantizer), NaN/inf,
 prefill == decode row by row, batch and thread-count invariance (bitwise),
 no per-call allocation at 4096 keys, and bad arguments."""
 
@@ -19,11 +21,34 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.pertoken import assert_attention_close, attention_ref, batch_rows, build_paged, place
+from support.pertoken import (
+    Q8_0,
+    assert_attention_close,
+    attention_ref,
+    batch_rows,
+    build_paged,
+    cache_array,
+    place,
+    q8_0_quantize,
+    stored,
+)
 
 from edgecore import ops
 
-KV_DTYPES = [np.float32, np.float16]
+KV_DTYPES = [np.float32, np.float16, Q8_0]
+KV_IDS = ["f32", "f16", "q8_0"]
+FLOAT_KV = KV_DTYPES[:2]  # element types any head dim takes
+
+
+def dtype_hd(hds):
+    """(dtype, hd) cases: every dtype with every head dim it takes (Q8_0:
+    multiples of 32; a bad one is refused, test_q8_0_head_dim_must_be_blocks)."""
+    return [
+        pytest.param(dt, hd, id=f"{name}-{hd}")
+        for dt, name in zip(KV_DTYPES, KV_IDS, strict=True)
+        for hd in hds
+        if dt is not Q8_0 or hd % 32 == 0
+    ]
 
 
 @pytest.fixture
@@ -48,8 +73,7 @@ def run_case(rng, *, lens, pos0, kv_heads, group, hd, page_tokens, dtype, window
     return pg, q, starts, p0, out
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
-@pytest.mark.parametrize("hd", [32, 64, 80, 96, 128, 256])
+@pytest.mark.parametrize(("dtype", "hd"), dtype_hd([32, 64, 80, 96, 128, 256]))
 @pytest.mark.parametrize("group", [1, 3, 4])
 @pytest.mark.parametrize("page_tokens", [1, 16])
 def test_matches_reference(tier, dtype, hd, group, page_tokens):
@@ -68,7 +92,7 @@ def test_matches_reference(tier, dtype, hd, group, page_tokens):
     )
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", FLOAT_KV, ids=KV_IDS[:2])
 @pytest.mark.parametrize("hd", [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 127, 129])
 def test_odd_head_dims(tier, dtype, hd):
     """Head dims around every vector width (4, 8, 16 lanes) and tails."""
@@ -84,7 +108,7 @@ def test_group_sizes(tier, group):
     run_case(rng, lens=[1, 20], pos0=[50, 3], kv_heads=2, group=group, hd=64, page_tokens=16, dtype=np.float32)
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 @pytest.mark.parametrize("window", [1, 2, 15, 16, 17, 64, 65, 100, 1000])
 @pytest.mark.parametrize("page_tokens", [1, 16])
 def test_windows(tier, dtype, window, page_tokens):
@@ -140,13 +164,13 @@ def test_softcap(tier, softcap):
     )  # large scores, so the cap bends them
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_long_context(tier, dtype):
     rng = np.random.default_rng(9)
     run_case(rng, lens=[1, 1, 3], pos0=[4095, 2047, 1000], kv_heads=3, group=3, hd=64, page_tokens=16, dtype=dtype)
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 @pytest.mark.parametrize("page_tokens", [1, 16])
 @pytest.mark.parametrize("window", [0, 9])
 def test_prefill_equals_decode_row_by_row(tier, dtype, page_tokens, window):
@@ -164,7 +188,7 @@ def test_prefill_equals_decode_row_by_row(tier, dtype, page_tokens, window):
         np.testing.assert_array_equal(row[0], chunk[i], err_msg=f"row {i}")
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_batch_invariance(tier, dtype):
     """A sequence's output is bitwise the same alone and in a batch of 7 of
     different lengths (decode and prefill rows mixed), wherever it sits."""
@@ -185,13 +209,13 @@ def test_batch_invariance(tier, dtype):
             np.testing.assert_array_equal(alone, batch[rows], err_msg=f"sequence {s}")
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_page_layout_invariance(tier, dtype):
     """The same keys and values in pages of 1, 3 or 16 tokens, in any page
     order, or in one contiguous run (the table 0, 1, 2, ...): bitwise the
     same output."""
     rng = np.random.default_rng(12)
-    ctx, kv_heads, hd = 150, 2, 48
+    ctx, kv_heads, hd = 150, 2, 64 if dtype is Q8_0 else 48
     k = rng.standard_normal((ctx, kv_heads, hd)).astype(np.float32)
     v = rng.standard_normal((ctx, kv_heads, hd)).astype(np.float32)
     starts, p0 = batch_rows([7], [ctx - 7])
@@ -199,8 +223,8 @@ def test_page_layout_invariance(tier, dtype):
     outs = []
     for tokens, shuffle in ((1, True), (3, True), (16, True), (16, False), (ctx, False)):
         n = -(-ctx // tokens)
-        k_cache = np.full((n + 2, kv_heads, tokens, hd), np.nan, dtype)
-        v_cache = np.full_like(k_cache, np.nan)
+        k_cache = cache_array((n + 2, kv_heads, tokens, hd), dtype)
+        v_cache = cache_array((n + 2, kv_heads, tokens, hd), dtype)
         ids = (rng.permutation(n + 2)[:n] if shuffle else np.arange(n)).astype(np.int32)
         place(k_cache, v_cache, ids, tokens, 0, k, v)
         outs.append(ops.attention(q, k_cache, v_cache, ids[None], starts, p0, scale=0.3, window=100))
@@ -208,7 +232,7 @@ def test_page_layout_invariance(tier, dtype):
         np.testing.assert_array_equal(out, outs[0])
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_thread_count_invariance(tier, threads, dtype):
     rng = np.random.default_rng(8)
     lens = [1] * 12 + [64]
@@ -231,14 +255,16 @@ def test_thread_count_invariance(tier, threads, dtype):
     hd=st.integers(1, 140),
     page_tokens=st.sampled_from([1, 2, 5, 16, 64]),
     window=st.sampled_from([0, 0, 1, 3, 17, 64, 200]),
-    f16=st.booleans(),
+    fmt=st.sampled_from(KV_IDS),
     seed=st.integers(0, 2**32 - 1),
 )
 @settings(max_examples=40, deadline=None)
-def test_random_batches_every_tier(seqs, kv_heads, group, hd, page_tokens, window, f16, seed):
+def test_random_batches_every_tier(seqs, kv_heads, group, hd, page_tokens, window, fmt, seed):
     rng = np.random.default_rng(seed)
     lens, pos0 = [n for n, _ in seqs], [p for _, p in seqs]
-    dtype = np.float16 if f16 else np.float32
+    dtype = KV_DTYPES[KV_IDS.index(fmt)]
+    if dtype is Q8_0:
+        hd = -(-hd // 32) * 32
     pg = build_paged(rng, [p + n for n, p in seqs], kv_heads, hd, page_tokens, dtype)
     starts, p0 = batch_rows(lens, pos0)
     q = rng.standard_normal((int(starts[-1]), kv_heads * group, hd)).astype(np.float32)
@@ -292,7 +318,7 @@ def nan_case(rng, dtype):
     return pg, starts, p0, q
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_nan_in_q_poisons_only_its_row_and_head(tier, dtype):
     pg, starts, p0, q = nan_case(np.random.default_rng(0), dtype)
     q[3, 1, 7] = np.nan
@@ -303,7 +329,7 @@ def test_nan_in_q_poisons_only_its_row_and_head(tier, dtype):
 
 
 @pytest.mark.parametrize("which", ["k", "v"])
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", FLOAT_KV, ids=KV_IDS[:2])  # Q8_0: test_q8_0_nan_row_poisons_the_rows_that_attend_it
 def test_nan_in_cache_reaches_exactly_the_rows_that_attend_it(tier, which, dtype):
     """A NaN key or value at position 45 poisons the rows at positions >= 45
     of the KV head's group, and nothing at positions 40..44 (which the
@@ -349,12 +375,12 @@ def test_minus_inf_scores_are_ignored_and_all_minus_inf_is_nan(tier):
 # ---- kv_store -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
 @pytest.mark.parametrize("page_tokens", [1, 3, 16])
-@pytest.mark.parametrize("hd", [1, 7, 8, 9, 16, 17, 64, 80])
+@pytest.mark.parametrize(("dtype", "hd"), dtype_hd([1, 7, 8, 9, 16, 17, 64, 80]))
 def test_kv_store_places_rows(tier, dtype, page_tokens, hd):
     """Every row lands in its page and slot, converted as astype(float16)
-    for an f16 cache; nothing else in the pool changes."""
+    for an f16 cache, as the gguf package's quantizer for Q8_0; nothing else
+    in the pool changes."""
     rng = np.random.default_rng(hd * page_tokens)
     lens, pos0 = [1, 7, 0, 20], [5, 14, 3, 0]
     pg = build_paged(rng, [p + n for p, n in zip(pos0, lens, strict=True)], 3, hd, page_tokens, dtype)
@@ -418,6 +444,73 @@ def test_kv_store_f16_rounding_is_numpy_bitwise(tier):
     np.testing.assert_array_equal(v_cache.reshape(-1)[~nan].view(np.uint16), want_neg[~nan].view(np.uint16))
 
 
+def test_kv_store_q8_0_is_the_gguf_quantizer_bitwise(tier):
+    """Each stored row is gguf.quants.quantize(row, Q8_0) byte for byte:
+    ties at half steps, a zero block, tiny and huge magnitudes, signed zeros,
+    and NaN / inf rows (whose blocks get what the reference gives them)."""
+    rng = np.random.default_rng(7)
+    hd, rows = 64, 12
+    k = rng.standard_normal((rows, 2, hd)).astype(np.float32)
+    k[0, 0, :32] = 0.0
+    k[1, 0] = np.float32(127.0) * np.arange(-32, 32, dtype=np.float32) / 63.5  # q = x / d lands on .5 ties
+    k[2, 0] *= np.float32(1e-30)
+    k[3, 0] *= np.float32(1e30)
+    k[4, 0, :32] = -0.0
+    k[5, 1, 9] = np.nan
+    k[6, 1, 40] = np.inf
+    v = -k[::-1].copy()
+    pg = build_paged(rng, [rows], 2, hd, 16, Q8_0)
+    starts, p0 = batch_rows([rows], [0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_k, want_v = q8_0_quantize(k), q8_0_quantize(v)
+    ops.kv_store(k, v, pg.k_cache, pg.v_cache, pg.page_table, starts, p0)
+    for i in range(rows):
+        page, slot = pg.page_table[0, i // 16], i % 16
+        np.testing.assert_array_equal(pg.k_cache[page, :, slot], want_k[i], err_msg=f"k row {i}")
+        np.testing.assert_array_equal(pg.v_cache[page, :, slot], want_v[i], err_msg=f"v row {i}")
+
+
+def test_q8_0_nan_row_poisons_the_rows_that_attend_it(tier):
+    """A value row with a NaN stores a NaN block scale: the query heads of
+    that KV head at positions that attend it get NaN in that block's 32
+    output elements only; the other head and the earlier rows stay finite."""
+    pg, starts, p0, q = nan_case(np.random.default_rng(4), Q8_0)
+    v = np.random.default_rng(5).standard_normal((1, 2, 32)).astype(np.float32)
+    v[0, 1, 3] = np.nan
+    ops.kv_store(v, v, pg.k_cache, pg.v_cache, pg.page_table, np.array([0, 1], np.int32), np.array([45], np.int32))
+    out = ops.attention(q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, scale=0.2).reshape(10, 4, 32)
+    assert np.all(np.isnan(out[5:, 2:]))
+    assert np.all(np.isfinite(out[:5])) and np.all(np.isfinite(out[:, :2]))
+
+
+def test_q8_0_head_dim_must_be_blocks():
+    """A uint8 cache whose rows are not whole 34-byte blocks is refused
+    before anything runs."""
+    bad = np.zeros((4, 1, 16, 40), np.uint8)
+    table, starts, p0 = np.zeros((1, 2), np.int32), np.array([0, 1], np.int32), np.zeros(1, np.int32)
+    k = np.zeros((1, 1, 32), np.float32)
+    with pytest.raises(ValueError, match="multiple of 34"):
+        ops.kv_store(k, k, bad, bad.copy(), table, starts, p0)
+    with pytest.raises(ValueError, match="multiple of 34"):
+        ops.attention(np.zeros((1, 1, 32), np.float32), bad, bad.copy(), table, starts, p0, scale=1.0)
+
+
+def test_q8_0_error_is_the_quantization_step():
+    """Q8_0 K/V against exact (float32) K/V: the output moves by about what
+    the per-block rounding (|x| max / 254 per element) moves it, far from
+    f16's error and far below a dropped key's. The bound the engine states
+    (docs) rests on this."""
+    rng = np.random.default_rng(3)
+    pg = build_paged(rng, [300], 2, 64, 16, Q8_0)
+    starts, p0 = batch_rows([1], [299])
+    q = rng.standard_normal((1, 6, 64)).astype(np.float32)
+    out = ops.attention(q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, scale=0.125)
+    exact, _, _ = attention_ref(q, pg.keys, pg.values, starts, p0, 0.125)
+    err = np.abs(out - exact).max()
+    step = np.abs(stored(pg.values[0], Q8_0) - pg.values[0]).max()
+    assert 0 < err < 2 * step, (err, step)
+
+
 def test_kv_store_strided_rows(tier):
     """k and v as views of a fused QKV activation (the same row stride)."""
     rng = np.random.default_rng(4)
@@ -432,15 +525,15 @@ def test_kv_store_strided_rows(tier):
     np.testing.assert_array_equal(pg.v_cache[used], v_want[used])
 
 
-@pytest.mark.parametrize("dtype", KV_DTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
 def test_store_then_attend_like_the_engine(tier, dtype):
     """Prefill a prompt, then decode tokens: kv_store + attention per step
     against the reference over everything stored so far."""
     rng = np.random.default_rng(6)
     kv_heads, group, hd, tokens = 2, 3, 32, 16
     n_pages, width = 12, 8
-    k_cache = np.full((n_pages, kv_heads, tokens, hd), np.nan, dtype)
-    v_cache = np.full_like(k_cache, np.nan)
+    k_cache = cache_array((n_pages, kv_heads, tokens, hd), dtype)
+    v_cache = cache_array((n_pages, kv_heads, tokens, hd), dtype)
     table = np.full((1, width), -1, np.int32)
     table[0, :6] = rng.permutation(n_pages)[:6]
     keys = np.zeros((0, kv_heads, hd), np.float32)
@@ -599,7 +692,7 @@ def test_pages_outside_the_window_are_not_checked():
         (
             lambda a: a.update(k_cache=a["k_cache"].astype(np.float64), v_cache=a["v_cache"].astype(np.float64)),
             TypeError,
-            "k_cache must be float32 or float16",
+            "k_cache must be float32, float16 or uint8",
         ),
         (lambda a: a.update(v_cache=a["v_cache"][:-1]), ValueError, "v_cache shape"),
         (lambda a: a.update(k_cache=a["k_cache"][0], v_cache=a["v_cache"][0]), ValueError, "k_cache must be 4-D"),

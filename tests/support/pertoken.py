@@ -75,6 +75,40 @@ def rope_tables(max_pos, rot, base=10000.0):
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
+Q8_0 = "q8_0"  # the Q8_0 KV cache "dtype": uint8 rows of head_dim / 32 blocks of 34 bytes
+Q8_0_UNSET = np.frombuffer(np.array([np.nan], np.float16).tobytes() + bytes(32), np.uint8)  # a NaN-scale block
+
+
+def cache_array(shape, dtype):
+    """An empty cache [n_pages, kv_heads, page_tokens, head_dim] of a KV
+    dtype, every element NaN (Q8_0: every block's scale NaN), so a read of
+    anything not written shows."""
+    if dtype is Q8_0 or dtype == Q8_0:
+        *lead, hd = shape
+        return np.tile(Q8_0_UNSET, (*lead, hd // 32))
+    return np.full(shape, np.nan, dtype)
+
+
+def q8_0_quantize(x):
+    """Rows of x [..., D] as Q8_0 bytes [..., D / 32 * 34], by the gguf
+    package's reference quantizer (not the kernel under test)."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    return quantize(np.ascontiguousarray(x, np.float32), GGMLQuantizationType.Q8_0)
+
+
+def stored(x, dtype):
+    """float64 values of x [..., D] as a cache of `dtype` holds them: f16
+    rounding, or Q8_0 through the gguf package's quantizer and dequantizer."""
+    if dtype is Q8_0 or dtype == Q8_0:
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        return dequantize(q8_0_quantize(x), GGMLQuantizationType.Q8_0).astype(np.float64).reshape(x.shape)
+    return x.astype(dtype).astype(np.float64)
+
+
 @dataclass
 class Paged:
     """A paged cache filled by NumPy, with its batch description. keys[s] /
@@ -99,8 +133,8 @@ def build_paged(
     width = max_pages or max(need) + 1
     ids = rng.permutation(n_pages).astype(np.int32)
     shape = (n_pages, kv_heads, page_tokens, hd)
-    k_cache = np.full(shape, np.nan, dtype)
-    v_cache = np.full(shape, np.nan, dtype)
+    k_cache = cache_array(shape, dtype)
+    v_cache = cache_array(shape, dtype)
     table = np.full((len(contexts), width), -1, np.int32)
     keys, values = [], []
     at = 0
@@ -116,12 +150,16 @@ def build_paged(
 
 
 def place(k_cache, v_cache, table_row, page_tokens, pos0, k, v):
-    """Put k, v [T, kv_heads, D] at positions pos0 .. pos0 + T - 1 (NumPy)."""
+    """Put k, v [T, kv_heads, D] at positions pos0 .. pos0 + T - 1 (NumPy;
+    a uint8 cache gets the gguf package's Q8_0 blocks)."""
+    q8 = k_cache.dtype == np.uint8
+    if q8:
+        k, v = q8_0_quantize(k), q8_0_quantize(v)
     for i in range(k.shape[0]):
         p = pos0 + i
         page, slot = table_row[p // page_tokens], p % page_tokens
-        k_cache[page, :, slot] = k[i].astype(k_cache.dtype)
-        v_cache[page, :, slot] = v[i].astype(v_cache.dtype)
+        k_cache[page, :, slot] = k[i] if q8 else k[i].astype(k_cache.dtype)
+        v_cache[page, :, slot] = v[i] if q8 else v[i].astype(v_cache.dtype)
 
 
 def batch_rows(lengths, pos0):
@@ -131,7 +169,7 @@ def batch_rows(lengths, pos0):
 
 def attention_ref(q, keys, values, starts, pos0, scale, window=0, softcap=0.0, kv_dtype=np.float32):
     """(out, mag, n_keys): float64 [M, H * D] from the logical K/V per
-    sequence (as stored: rounded to the cache dtype); per row and head the
+    sequence (as stored: rounded to the cache dtype, see `stored`); per row and head the
     error scale (1 + |scale| max_j sum_d |q_d k_d|) * max |V| over the
     attended keys; per row the number of attended keys."""
     m, n_heads, hd = q.shape
@@ -141,8 +179,7 @@ def attention_ref(q, keys, values, starts, pos0, scale, window=0, softcap=0.0, k
     for s in range(len(pos0)):
         kv_heads = keys[s].shape[1]
         group = n_heads // kv_heads
-        k64 = keys[s].astype(kv_dtype).astype(np.float64)
-        v64 = values[s].astype(kv_dtype).astype(np.float64)
+        k64, v64 = stored(keys[s], kv_dtype), stored(values[s], kv_dtype)
         for i in range(starts[s + 1] - starts[s]):
             r, p = starts[s] + i, pos0[s] + i
             lo = max(0, p - window + 1) if window else 0

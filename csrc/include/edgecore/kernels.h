@@ -331,10 +331,12 @@ int ec_rope_f32(float *x, size_t m, size_t row_stride, size_t heads, size_t head
                 size_t rotary_dim, const void *positions, int pos_bytes, const float *cos,
                 const float *sin, size_t max_pos, int interleaved, size_t *bad_row);
 
-typedef enum { EC_KV_F32 = 0, EC_KV_F16 = 1 } ec_kv_dtype;
+typedef enum { EC_KV_F32 = 0, EC_KV_F16 = 1, EC_KV_Q8_0 = 2 } ec_kv_dtype;
 
 /* One layer's paged KV cache: K and V each [n_pages, kv_heads, page_tokens,
- * head_dim] of `dtype` (f16 as IEEE half bits). */
+ * row] where a row holds head_dim elements of `dtype`: float32, IEEE half
+ * bits, or (q8_0, head_dim a multiple of 32) head_dim / 32 GGML Q8_0 blocks
+ * of 34 bytes (an f16 scale d, then 32 int8 q; the value is d * q). */
 typedef struct {
     void *k, *v;
     int dtype; /* ec_kv_dtype */
@@ -365,7 +367,8 @@ typedef struct {
 /*
  * Write k, v [m, kv_heads, head_dim] float32 (row r at + r * row_stride
  * floats) into their positions' slots, converting to f16 with round to
- * nearest even for an f16 cache. Two rows of one call must not map to the
+ * nearest even for an f16 cache, and quantizing each row to Q8_0 blocks for
+ * a q8_0 cache bit for bit as ggml's reference quantizer (quantize.c). Two rows of one call must not map to the
  * same slot (which one lands is then unspecified). Returns EC_OK, or
  * EC_ERR_ARG / EC_ERR_POSITION / EC_ERR_PAGE (see ec_kv_fault) with nothing
  * written.

@@ -1,6 +1,7 @@
 /*
  * Paged-attention micro-kernels, AVX2 + FMA + F16C (csrc/common/attention.c
- * is the driver). f16 K/V rows are widened in registers (vcvtph2ps).
+ * is the driver). f16 K/V rows are widened in registers (vcvtph2ps), Q8_0
+ * rows dequantized in registers (vpmovsxbd, one scale broadcast per chunk).
  *
  * Scores: tiles of up to 3 queries x 4 keys, 8-lane accumulators along the
  * head dim, one hadd tree per tile; each (query, key) pair gets the same
@@ -19,8 +20,23 @@
 #define EC_INLINE static inline __attribute__((always_inline))
 
 /* 8 elements of a K/V row from element d; `n` < 8 loads n and zeros. */
-EC_INLINE __m256 load_row(const void *row, size_t d, size_t n, const int f16) {
-    if (f16) {
+/* Row formats (pertoken.h). A Q8_0 chunk of lanes never straddles a block:
+ * head-dim offsets step by the vector width from 0, and 32 is a multiple of
+ * it. Its values d * q are exact in float32 (8-bit q, 11-bit d). */
+enum { F32, F16, Q8_0 };
+
+EC_INLINE __m256 load_row(const void *row, size_t d, size_t n, const int fmt) {
+    if (fmt == Q8_0) {
+        const uint8_t *blk = (const uint8_t *)row + d / 32 * 34;
+        uint16_t bits;
+        memcpy(&bits, blk, sizeof bits);
+        const __m256 scale = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+        int64_t q8 = 0;
+        memcpy(&q8, blk + 2 + d % 32, n >= 8 ? 8 : n);
+        const __m256i q = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(q8));
+        return _mm256_mul_ps(scale, _mm256_cvtepi32_ps(q));
+    }
+    if (fmt == F16) {
         const uint16_t *p = (const uint16_t *)row + d;
         if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
         uint16_t buf[8] = {0};
@@ -43,25 +59,25 @@ EC_INLINE __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 
 /* acc[i][t] += q_i[d .. d + n) * K_t[d .. d + n) lane-wise (n <= 8) */
 EC_INLINE void score_step(__m256 acc[3][4], const float *q, size_t hd, const void *const *k, size_t d, size_t n,
-                          const int MR, const int f16) {
+                          const int MR, const int fmt) {
     __m256 qv[3];
     for (int i = 0; i < MR; i++) qv[i] = load_f32(q + i * hd + d, n);
     for (int t = 0; t < 4; t++) {
-        const __m256 kv = load_row(k[t], d, n, f16);
+        const __m256 kv = load_row(k[t], d, n, fmt);
         for (int i = 0; i < MR; i++) acc[i][t] = _mm256_fmadd_ps(qv[i], kv, acc[i][t]);
     }
 }
 
 EC_INLINE void score_tile(const float *q, size_t hd, const void *const *rows, size_t valid, float *s, size_t ld,
-                          const int MR, const int f16) {
+                          const int MR, const int fmt) {
     const void *k[4];
     for (int t = 0; t < 4; t++) k[t] = rows[(size_t)t < valid ? t : 0]; /* spare keys recompute key 0 */
     __m256 acc[3][4];
     for (int i = 0; i < MR; i++)
         for (int t = 0; t < 4; t++) acc[i][t] = _mm256_setzero_ps();
     size_t d = 0;
-    for (; d + 8 <= hd; d += 8) score_step(acc, q, hd, k, d, 8, MR, f16);
-    if (d < hd) score_step(acc, q, hd, k, d, hd - d, MR, f16);
+    for (; d + 8 <= hd; d += 8) score_step(acc, q, hd, k, d, 8, MR, fmt);
+    if (d < hd) score_step(acc, q, hd, k, d, hd - d, MR, fmt);
     for (int i = 0; i < MR; i++) {
         const __m128 r = reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
         if (valid >= 4) {
@@ -75,27 +91,27 @@ EC_INLINE void score_tile(const float *q, size_t hd, const void *const *rows, si
 }
 
 EC_INLINE void scores(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
-                      size_t ld, const int f16) {
+                      size_t ld, const int fmt) {
     for (size_t i = 0; i < nq; i += 3) {
         const size_t mr = nq - i < 3 ? nq - i : 3;
         for (size_t j = 0; j < nk; j += 4) {
             const size_t valid = nk - j < 4 ? nk - j : 4;
             float *sp = s + i * ld + j;
             const float *qp = q + i * hd;
-            if (mr == 3) score_tile(qp, hd, rows + j, valid, sp, ld, 3, f16);
-            else if (mr == 2) score_tile(qp, hd, rows + j, valid, sp, ld, 2, f16);
-            else score_tile(qp, hd, rows + j, valid, sp, ld, 1, f16);
+            if (mr == 3) score_tile(qp, hd, rows + j, valid, sp, ld, 3, fmt);
+            else if (mr == 2) score_tile(qp, hd, rows + j, valid, sp, ld, 2, fmt);
+            else score_tile(qp, hd, rows + j, valid, sp, ld, 1, fmt);
         }
     }
 }
 
 /* o_g[d .. d + n) = o_g * corr_g + sum_j p_g[j] V_j[d .. d + n) (n <= 8) */
 EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                       size_t hd, float *o, size_t d, size_t n, const int NG, const int f16) {
+                       size_t hd, float *o, size_t d, size_t n, const int NG, const int fmt) {
     __m256 acc[6];
     for (int g = 0; g < NG; g++) acc[g] = _mm256_mul_ps(load_f32(o + g * hd + d, n), _mm256_set1_ps(corr[g]));
     for (size_t j = 0; j < nk; j++) {
-        const __m256 v = load_row(rows[j], d, n, f16);
+        const __m256 v = load_row(rows[j], d, n, fmt);
         for (int g = 0; g < NG; g++) acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + g * ld + j), v, acc[g]);
     }
     for (int g = 0; g < NG; g++) {
@@ -109,14 +125,14 @@ EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void 
  * per key and chunk group. The same operations per element as pv_step, in
  * the same order. */
 EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                        size_t hd, float *o, size_t d, const int NG, const int CG, const int f16) {
+                        size_t hd, float *o, size_t d, const int NG, const int CG, const int fmt) {
     __m256 acc[6][4];
     for (int g = 0; g < NG; g++)
         for (int c = 0; c < CG; c++)
             acc[g][c] = _mm256_mul_ps(_mm256_loadu_ps(o + g * hd + d + 8 * c), _mm256_set1_ps(corr[g]));
     for (size_t j = 0; j < nk; j++) {
         __m256 v[4];
-        for (int c = 0; c < CG; c++) v[c] = load_row(rows[j], d + 8 * c, 8, f16);
+        for (int c = 0; c < CG; c++) v[c] = load_row(rows[j], d + 8 * c, 8, fmt);
         for (int g = 0; g < NG; g++) {
             const __m256 w = _mm256_broadcast_ss(p + g * ld + j);
             for (int c = 0; c < CG; c++) acc[g][c] = _mm256_fmadd_ps(w, v[c], acc[g][c]);
@@ -127,48 +143,58 @@ EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void
 }
 
 EC_INLINE void pv_tile(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                       size_t hd, float *o, const int NG, const int f16) {
+                       size_t hd, float *o, const int NG, const int fmt) {
     const int CG = NG <= 2 ? 4 : 2; /* NG * CG accumulators + CG rows + 1 weight <= 16 registers */
     size_t d = 0;
-    for (; d + 8 * (size_t)CG <= hd; d += 8 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, f16);
-    for (; d + 8 <= hd; d += 8) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, f16);
-    if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, hd - d, NG, f16);
+    for (; d + 8 * (size_t)CG <= hd; d += 8 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, fmt);
+    for (; d + 8 <= hd; d += 8) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, fmt);
+    if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, hd - d, NG, fmt);
 }
 
 EC_INLINE void pv(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows, size_t nk,
-                  size_t hd, float *o, const int f16) {
+                  size_t hd, float *o, const int fmt) {
     for (size_t g = 0; g < ng; g += 6) {
         const float *pg = p + g * ld;
         float *og = o + g * hd;
         switch (ng - g < 6 ? ng - g : 6) {
-        case 1: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 1, f16); break;
-        case 2: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 2, f16); break;
-        case 3: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 3, f16); break;
-        case 4: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 4, f16); break;
-        case 5: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 5, f16); break;
-        default: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 6, f16); break;
+        case 1: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 1, fmt); break;
+        case 2: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 2, fmt); break;
+        case 3: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 3, fmt); break;
+        case 4: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 4, fmt); break;
+        case 5: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 5, fmt); break;
+        default: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 6, fmt); break;
         }
     }
 }
 
 void ec_attn_scores_f32_avx2(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
                              size_t ld) {
-    scores(q, nq, rows, nk, hd, s, ld, 0);
+    scores(q, nq, rows, nk, hd, s, ld, F32);
 }
 
 void ec_attn_scores_f16_avx2(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
                              size_t ld) {
-    scores(q, nq, rows, nk, hd, s, ld, 1);
+    scores(q, nq, rows, nk, hd, s, ld, F16);
 }
 
 void ec_attn_pv_f32_avx2(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
                          size_t nk, size_t hd, float *o) {
-    pv(p, ld, ng, corr, rows, nk, hd, o, 0);
+    pv(p, ld, ng, corr, rows, nk, hd, o, F32);
 }
 
 void ec_attn_pv_f16_avx2(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
                          size_t nk, size_t hd, float *o) {
-    pv(p, ld, ng, corr, rows, nk, hd, o, 1);
+    pv(p, ld, ng, corr, rows, nk, hd, o, F16);
+}
+
+void ec_attn_scores_q8_0_avx2(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd,
+                                  float *s, size_t ld) {
+    scores(q, nq, rows, nk, hd, s, ld, Q8_0);
+}
+
+void ec_attn_pv_q8_0_avx2(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
+                              size_t nk, size_t hd, float *o) {
+    pv(p, ld, ng, corr, rows, nk, hd, o, Q8_0);
 }
 
 /* cap * tanh(x / cap), tanh(y) = sign(y) (1 - 2 / (exp(2 |y|) + 1)) */

@@ -3,24 +3,43 @@
  * is the driver): the avx2 tier's structure on 16 lanes. Scores: tiles of up
  * to 4 queries x 4 keys, reduced 512 -> 256 bits, then one hadd tree per
  * tile. P.V: up to 8 queries x 3-4 chunks of 16 head-dim lanes in
- * registers over all keys, keys in order. f16 rows are widened in registers; head-dim tails
+ * registers over all keys, keys in order. f16 rows are widened in registers, Q8_0 rows
+ * dequantized in registers (vpmovsxbd, one scale broadcast per chunk); head-dim tails
  * are masked loads of exactly the remaining elements.
  */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "../../common/internal.h"
 #include "vmath_avx512.h"
 
 #define EC_INLINE static inline __attribute__((always_inline))
 
-EC_INLINE __m512 load_row(const void *row, size_t d, __mmask16 k, const int f16) {
-    if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *)row + d));
+/* Row formats (pertoken.h). A Q8_0 chunk of lanes never straddles a block:
+ * head-dim offsets step by the vector width from 0, and 32 is a multiple of
+ * it. Its values d * q are exact in float32 (8-bit q, 11-bit d). */
+enum { F32, F16, Q8_0 };
+
+/* 16 Q8_0 elements from element d, lanes outside k zero */
+EC_INLINE __m512 load_q8_0(const void *row, size_t d, __mmask16 k) {
+    const uint8_t *blk = (const uint8_t *)row + d / 32 * 34;
+    uint16_t bits;
+    memcpy(&bits, blk, sizeof bits);
+    const __m512 scale = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+    const __m512i q = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, blk + 2 + d % 32));
+    return _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
+}
+
+EC_INLINE __m512 load_row(const void *row, size_t d, __mmask16 k, const int fmt) {
+    if (fmt == Q8_0) return load_q8_0(row, d, k);
+    if (fmt == F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *)row + d));
     return _mm512_maskz_loadu_ps(k, (const float *)row + d);
 }
 
-EC_INLINE __m512 load_row_full(const void *row, size_t d, const int f16) {
-    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
+EC_INLINE __m512 load_row_full(const void *row, size_t d, const int fmt) {
+    if (fmt == Q8_0) return load_q8_0(row, d, 0xffff);
+    if (fmt == F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
     return _mm512_loadu_ps((const float *)row + d);
 }
 
@@ -34,25 +53,25 @@ EC_INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
 }
 
 EC_INLINE void score_step(__m512 acc[4][4], const float *q, size_t hd, const void *const *k, size_t d,
-                          __mmask16 mask, const int full, const int MR, const int f16) {
+                          __mmask16 mask, const int full, const int MR, const int fmt) {
     __m512 qv[4];
     for (int i = 0; i < MR; i++) qv[i] = full ? _mm512_loadu_ps(q + i * hd + d) : _mm512_maskz_loadu_ps(mask, q + i * hd + d);
     for (int t = 0; t < 4; t++) {
-        const __m512 kv = full ? load_row_full(k[t], d, f16) : load_row(k[t], d, mask, f16);
+        const __m512 kv = full ? load_row_full(k[t], d, fmt) : load_row(k[t], d, mask, fmt);
         for (int i = 0; i < MR; i++) acc[i][t] = _mm512_fmadd_ps(qv[i], kv, acc[i][t]);
     }
 }
 
 EC_INLINE void score_tile(const float *q, size_t hd, const void *const *rows, size_t valid, float *s, size_t ld,
-                          const int MR, const int f16) {
+                          const int MR, const int fmt) {
     const void *k[4];
     for (int t = 0; t < 4; t++) k[t] = rows[(size_t)t < valid ? t : 0]; /* spare keys recompute key 0 */
     __m512 acc[4][4];
     for (int i = 0; i < MR; i++)
         for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
     size_t d = 0;
-    for (; d + 16 <= hd; d += 16) score_step(acc, q, hd, k, d, 0xffff, 1, MR, f16);
-    if (d < hd) score_step(acc, q, hd, k, d, ec_mask_avx512(hd - d), 0, MR, f16);
+    for (; d + 16 <= hd; d += 16) score_step(acc, q, hd, k, d, 0xffff, 1, MR, fmt);
+    if (d < hd) score_step(acc, q, hd, k, d, ec_mask_avx512(hd - d), 0, MR, fmt);
     for (int i = 0; i < MR; i++) {
         const __m128 r = reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
         _mm_mask_storeu_ps(s + i * ld, (__mmask8)((1u << (valid < 4 ? valid : 4)) - 1u), r);
@@ -60,7 +79,7 @@ EC_INLINE void score_tile(const float *q, size_t hd, const void *const *rows, si
 }
 
 EC_INLINE void scores(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
-                      size_t ld, const int f16) {
+                      size_t ld, const int fmt) {
     for (size_t i = 0; i < nq; i += 4) {
         const size_t mr = nq - i < 4 ? nq - i : 4;
         for (size_t j = 0; j < nk; j += 4) {
@@ -68,24 +87,24 @@ EC_INLINE void scores(const float *q, size_t nq, const void *const *rows, size_t
             float *sp = s + i * ld + j;
             const float *qp = q + i * hd;
             switch (mr) {
-            case 4: score_tile(qp, hd, rows + j, valid, sp, ld, 4, f16); break;
-            case 3: score_tile(qp, hd, rows + j, valid, sp, ld, 3, f16); break;
-            case 2: score_tile(qp, hd, rows + j, valid, sp, ld, 2, f16); break;
-            default: score_tile(qp, hd, rows + j, valid, sp, ld, 1, f16); break;
+            case 4: score_tile(qp, hd, rows + j, valid, sp, ld, 4, fmt); break;
+            case 3: score_tile(qp, hd, rows + j, valid, sp, ld, 3, fmt); break;
+            case 2: score_tile(qp, hd, rows + j, valid, sp, ld, 2, fmt); break;
+            default: score_tile(qp, hd, rows + j, valid, sp, ld, 1, fmt); break;
             }
         }
     }
 }
 
 EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                       size_t hd, float *o, size_t d, __mmask16 mask, const int full, const int NG, const int f16) {
+                       size_t hd, float *o, size_t d, __mmask16 mask, const int full, const int NG, const int fmt) {
     __m512 acc[8];
     for (int g = 0; g < NG; g++) {
         const __m512 ov = full ? _mm512_loadu_ps(o + g * hd + d) : _mm512_maskz_loadu_ps(mask, o + g * hd + d);
         acc[g] = _mm512_mul_ps(ov, _mm512_set1_ps(corr[g]));
     }
     for (size_t j = 0; j < nk; j++) {
-        const __m512 v = full ? load_row_full(rows[j], d, f16) : load_row(rows[j], d, mask, f16);
+        const __m512 v = full ? load_row_full(rows[j], d, fmt) : load_row(rows[j], d, mask, fmt);
         for (int g = 0; g < NG; g++) acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[g * ld + j]), v, acc[g]);
     }
     for (int g = 0; g < NG; g++) _mm512_mask_storeu_ps(o + g * hd + d, mask, acc[g]);
@@ -96,14 +115,14 @@ EC_INLINE void pv_step(const float *p, size_t ld, const float *corr, const void 
  * once per key and chunk group. The same operations per element as
  * pv_step, in the same order. */
 EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                        size_t hd, float *o, size_t d, const int NG, const int CG, const int f16) {
+                        size_t hd, float *o, size_t d, const int NG, const int CG, const int fmt) {
     __m512 acc[8][4];
     for (int g = 0; g < NG; g++)
         for (int c = 0; c < CG; c++)
             acc[g][c] = _mm512_mul_ps(_mm512_loadu_ps(o + g * hd + d + 16 * c), _mm512_set1_ps(corr[g]));
     for (size_t j = 0; j < nk; j++) {
         __m512 v[4];
-        for (int c = 0; c < CG; c++) v[c] = load_row_full(rows[j], d + 16 * c, f16);
+        for (int c = 0; c < CG; c++) v[c] = load_row_full(rows[j], d + 16 * c, fmt);
         for (int g = 0; g < NG; g++) {
             const __m512 w = _mm512_set1_ps(p[g * ld + j]);
             for (int c = 0; c < CG; c++) acc[g][c] = _mm512_fmadd_ps(w, v[c], acc[g][c]);
@@ -114,50 +133,60 @@ EC_INLINE void pv_block(const float *p, size_t ld, const float *corr, const void
 }
 
 EC_INLINE void pv_tile(const float *p, size_t ld, const float *corr, const void *const *rows, size_t nk,
-                       size_t hd, float *o, const int NG, const int f16) {
+                       size_t hd, float *o, const int NG, const int fmt) {
     const int CG = NG <= 6 ? 4 : 3; /* NG * CG accumulators + CG rows + 1 weight <= 32 registers */
     size_t d = 0;
-    for (; d + 16 * (size_t)CG <= hd; d += 16 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, f16);
-    for (; d + 16 <= hd; d += 16) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, f16);
-    if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, ec_mask_avx512(hd - d), 0, NG, f16);
+    for (; d + 16 * (size_t)CG <= hd; d += 16 * (size_t)CG) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, CG, fmt);
+    for (; d + 16 <= hd; d += 16) pv_block(p, ld, corr, rows, nk, hd, o, d, NG, 1, fmt);
+    if (d < hd) pv_step(p, ld, corr, rows, nk, hd, o, d, ec_mask_avx512(hd - d), 0, NG, fmt);
 }
 
 EC_INLINE void pv(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows, size_t nk,
-                  size_t hd, float *o, const int f16) {
+                  size_t hd, float *o, const int fmt) {
     for (size_t g = 0; g < ng; g += 8) {
         const float *pg = p + g * ld;
         float *og = o + g * hd;
         switch (ng - g < 8 ? ng - g : 8) {
-        case 1: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 1, f16); break;
-        case 2: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 2, f16); break;
-        case 3: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 3, f16); break;
-        case 4: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 4, f16); break;
-        case 5: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 5, f16); break;
-        case 6: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 6, f16); break;
-        case 7: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 7, f16); break;
-        default: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 8, f16); break;
+        case 1: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 1, fmt); break;
+        case 2: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 2, fmt); break;
+        case 3: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 3, fmt); break;
+        case 4: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 4, fmt); break;
+        case 5: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 5, fmt); break;
+        case 6: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 6, fmt); break;
+        case 7: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 7, fmt); break;
+        default: pv_tile(pg, ld, corr + g, rows, nk, hd, og, 8, fmt); break;
         }
     }
 }
 
 void ec_attn_scores_f32_avx512(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
                                size_t ld) {
-    scores(q, nq, rows, nk, hd, s, ld, 0);
+    scores(q, nq, rows, nk, hd, s, ld, F32);
 }
 
 void ec_attn_scores_f16_avx512(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd, float *s,
                                size_t ld) {
-    scores(q, nq, rows, nk, hd, s, ld, 1);
+    scores(q, nq, rows, nk, hd, s, ld, F16);
 }
 
 void ec_attn_pv_f32_avx512(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
                            size_t nk, size_t hd, float *o) {
-    pv(p, ld, ng, corr, rows, nk, hd, o, 0);
+    pv(p, ld, ng, corr, rows, nk, hd, o, F32);
 }
 
 void ec_attn_pv_f16_avx512(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
                            size_t nk, size_t hd, float *o) {
-    pv(p, ld, ng, corr, rows, nk, hd, o, 1);
+    pv(p, ld, ng, corr, rows, nk, hd, o, F16);
+}
+
+void ec_attn_scores_q8_0_avx512(const float *q, size_t nq, const void *const *rows, size_t nk, size_t hd,
+                                    float *s, size_t ld) {
+    scores(q, nq, rows, nk, hd, s, ld, Q8_0);
+}
+
+void ec_attn_pv_q8_0_avx512(const float *p, size_t ld, size_t ng, const float *corr, const void *const *rows,
+                                size_t nk, size_t hd, float *o) {
+    pv(p, ld, ng, corr, rows, nk, hd, o, Q8_0);
 }
 
 /* cap * tanh(x / cap), tanh(y) = sign(y) (1 - 2 / (exp(2 |y|) + 1)) */

@@ -273,6 +273,8 @@ void ec_parallel_run(ec_task_fn fn, void *ctx, size_t n_tasks) {
         emu_table.attn_scores_f16 = ec_attn_scores_f16_##isa;  \
         emu_table.attn_pv_f32 = ec_attn_pv_f32_##isa;          \
         emu_table.attn_pv_f16 = ec_attn_pv_f16_##isa;          \
+        emu_table.attn_scores_q8_0 = ec_attn_scores_q8_0_##isa; \
+        emu_table.attn_pv_q8_0 = ec_attn_pv_q8_0_##isa;        \
         emu_table.attn_max = ec_attn_max_##isa;                \
         emu_table.attn_expsum = ec_attn_expsum_##isa;          \
     } while (0)
