@@ -30,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from edgecore.cli.prompting import open_model
     from edgecore.engine.engine import DEFAULT_STEP_TOKENS
-    from edgecore.engine.kv import DEFAULT_PAGE_TOKENS, KV_DTYPES, kv_cache_bytes
+    from edgecore.engine.kv import DEFAULT_PAGE_TOKENS, kv_cache_bytes, kv_row_bytes
     from edgecore.memory import format_size, parse_size
     from edgecore.planner import MIN_STEP_TOKENS, BudgetTooSmall, CostModel, device_rates, make_plan, minimum_budget
 
@@ -50,9 +50,11 @@ def run(args) -> int:
         kv_pages = opts.get("kv_pages") or -(-context // DEFAULT_PAGE_TOKENS)
         blocks = sum(1 for layer in graph.layers if layer.kind == "block")
         kv_bytes = kv_cache_bytes(blocks, spec.num_kv_heads, spec.head_dim, kv_pages, DEFAULT_PAGE_TOKENS, kv_dtype)
-        kv_item = KV_DTYPES[kv_dtype](0).itemsize
+        def kv_bytes_of(f32_bytes: int) -> int:  # the graph counts float32 K/V rows of head_dim
+            return f32_bytes // (4 * spec.head_dim) * kv_row_bytes(spec.head_dim, kv_dtype)
+
         layers = [{"layer": c.name, "resident": c.resident_bytes(step), "file": c.file_bytes,
-                   "kv_per_token": c.kv_bytes_per_token // 4 * kv_item, "macs_per_token": c.macs_per_token,
+                   "kv_per_token": kv_bytes_of(c.kv_bytes_per_token), "macs_per_token": c.macs_per_token,
                    "activations": graph.activation_bytes(c, step, context)} for c in graph.layers]
         minimum = {s: minimum_budget(graph, context_tokens=context, step_tokens=MIN_STEP_TOKENS, strategy=s,
                                      all_logits=False, kv_bytes=kv_bytes) for s in ("sequential", "speculative")}
@@ -88,7 +90,7 @@ def run(args) -> int:
             "hidden": spec.hidden_size, "heads": f"{spec.num_heads}/{spec.num_kv_heads} kv",
             "vocab": spec.vocab_size, "experts": f"{spec.experts_per_token} of {spec.num_experts}" if spec.is_moe
             else None, "file_bytes": graph.file_bytes, "resident_weight_bytes": graph.total_weight_bytes(step),
-            "kv_bytes_per_token": graph.kv_bytes_per_token // 4 * kv_item, "kv_dtype": kv_dtype,
+            "kv_bytes_per_token": kv_bytes_of(graph.kv_bytes_per_token), "kv_dtype": kv_dtype,
             "kv_pages": kv_pages, "kv_cache_bytes": kv_bytes, "context": context, "step_tokens": step,
             "minimum_budget": {s: {"bytes": b, "set_by": layer, "step_tokens": MIN_STEP_TOKENS,
                                    "bytes_at_step_tokens": at_step[s]} for s, (b, layer) in minimum.items()},

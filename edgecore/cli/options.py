@@ -45,7 +45,8 @@ RUN_OPTIONS = {
                      "the model's)"),
     "step_tokens": (int, "most tokens per forward step; longer prompts prefill in chunks (smaller chunks are "
                          "used when the budget needs them)"),
-    "kv_dtype": (str, "KV cache element type: f16 (default, half the memory) or f32"),
+    "kv_dtype": (str, "KV cache element type: f16 (default, half of f32's memory), q8_0 (8-bit blocks, "
+                         "about half of f16's) or f32"),
     "kv_pages": (int, "KV cache pages of 16 tokens (default: one sequence of the whole context)"),
     "expert_capacity": (int, "MoE: experts per layer kept in memory (default: the planner's choice under the budget)"),
     "expert_policy": (str, "MoE: which expert a full expert cache evicts: lru (default), lfu, affinity"),

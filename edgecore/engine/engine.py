@@ -101,7 +101,7 @@ class Engine:
 
     The KV cache is paged (engine/kv.py): `kv_pages` pages (default: enough
     for one sequence of the whole context) of `page_tokens` tokens, K and V
-    in `kv_dtype` ("f16" or "f32"), counted in the plan and the budget.
+    in `kv_dtype` ("f16", "q8_0" or "f32"), counted in the plan and the budget.
     `engine.kv` hands out sequences and pages; `engine.step` runs a batch of
     sequences together (the server's path); generate and forward run on the
     same step with the engine's own sequence.

@@ -1,8 +1,11 @@
 """The engine's paged KV cache.
 
 Every block layer has a K and a V array of shape [n_pages, kv_heads,
-page_tokens, head_dim] in float16 or float32, allocated from the engine's
-memory pool (so the budget counts them). A sequence is a list of page
+page_tokens, head_dim] in float16 or float32, or for "q8_0" uint8 [n_pages,
+kv_heads, page_tokens, head_dim / 32 * 34]: each row as GGML Q8_0 blocks
+(an f16 scale and 32 int8 per 32 elements, 1.0625 bytes an element, the
+layout llama.cpp's `-ctk q8_0` uses), allocated from the engine's memory
+pool (so the budget counts them). A sequence is a list of page
 numbers (its page table, in position order) and a length: position p lives
 in page pages[p // page_tokens], slot p % page_tokens, in every layer.
 
@@ -17,7 +20,7 @@ import numpy as np
 
 from edgecore.memory import KVPagesExhausted, MemoryPool, PageAllocator, held_bytes
 
-KV_DTYPES = {"f16": np.float16, "f32": np.float32}
+KV_DTYPES = {"f16": np.float16, "f32": np.float32, "q8_0": np.uint8}  # the array dtype of each
 DEFAULT_PAGE_TOKENS = 16
 
 
@@ -36,18 +39,33 @@ class KVSequence:
         return f"KVSequence(length={self.length}, pages={self.pages})"
 
 
-def check_kv_dtype(kv_dtype) -> str:
+def check_kv_dtype(kv_dtype, head_dim: int | None = None) -> str:
+    """kv_dtype, checked (and against the model's head_dim when given)."""
     if kv_dtype not in KV_DTYPES:
         raise ValueError(f"kv_dtype must be one of {', '.join(KV_DTYPES)}; got {kv_dtype!r}")
+    if kv_dtype == "q8_0" and head_dim is not None and head_dim % 32:
+        raise ValueError(f"kv_dtype q8_0 stores blocks of 32 elements, but this model's head_dim is {head_dim}; "
+                         f"use kv_dtype f16")
     return kv_dtype
+
+
+def kv_row_width(head_dim: int, kv_dtype: str) -> int:
+    """The last dimension of a cache array: head_dim elements, or for q8_0
+    the bytes of head_dim / 32 blocks."""
+    return head_dim // 32 * 34 if kv_dtype == "q8_0" else head_dim
+
+
+def kv_row_bytes(head_dim: int, kv_dtype: str) -> int:
+    """Bytes of one K or V row (one head, one position)."""
+    return kv_row_width(head_dim, kv_dtype) * np.dtype(KV_DTYPES[kv_dtype]).itemsize
 
 
 def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, pages: int, page_tokens: int, kv_dtype: str) -> int:
     """What the paged cache holds in the pool: a K and a V buffer per layer,
     each with the pool's size-class and alignment slack (the plan must
     count what the pool will refuse over, not just the elements)."""
-    itemsize = np.dtype(KV_DTYPES[check_kv_dtype(kv_dtype)]).itemsize
-    return 2 * layers * held_bytes(pages * kv_heads * page_tokens * head_dim * itemsize)
+    row = kv_row_bytes(head_dim, check_kv_dtype(kv_dtype, head_dim))
+    return 2 * layers * held_bytes(pages * kv_heads * page_tokens * row)
 
 
 class PagedKV:
@@ -58,11 +76,11 @@ class PagedKV:
 
     def __init__(self, pool: MemoryPool, layers: int, kv_heads: int, head_dim: int, *, pages: int,
                  page_tokens: int, kv_dtype: str, context: int):
-        self.dtype = check_kv_dtype(kv_dtype)
+        self.dtype = check_kv_dtype(kv_dtype, head_dim)
         self.page_tokens = page_tokens
         self.context = context
         self.allocator = PageAllocator(pages)
-        shape = (pages, kv_heads, page_tokens, head_dim)
+        shape = (pages, kv_heads, page_tokens, kv_row_width(head_dim, kv_dtype))
         dtype = KV_DTYPES[kv_dtype]
         self._buffers = []
         try:
@@ -74,7 +92,7 @@ class PagedKV:
             raise
         self.keys = [b.array for b in self._buffers[0::2]]
         self.values = [b.array for b in self._buffers[1::2]]
-        self.page_bytes = 2 * layers * kv_heads * page_tokens * head_dim * np.dtype(dtype).itemsize
+        self.page_bytes = 2 * layers * kv_heads * page_tokens * kv_row_bytes(head_dim, kv_dtype)
 
     @property
     def pages(self) -> int:

@@ -85,3 +85,49 @@ def test_kv_bytes_follow_the_dtype_and_pages(model):
             by_label = e.pool.stats().by_label
             held = sum(n for label, n in by_label.items() if label.startswith("kv."))
             assert e.plan.kv_bytes == held and e.kv.nbytes <= held < e.kv.nbytes * 1.1
+
+
+# ---- the 8-bit cache: kv_dtype="q8_0" ------------------------------------------------
+# Each stored row is GGML Q8_0 blocks (the kernels' tests check the bytes against
+# the gguf package's quantizer): an element moves by up to half a step, 1/254 of its
+# 32-block's largest magnitude, so scores and outputs move by ~0.2-0.4% of their
+# scale. Stated bound: logits within KV_Q8_TOL x max|logits| of the f32-KV ones
+# (measured 0.6% on the random GPT-2 below, 2.0% on the real SmolLM2, whose
+# perplexity moves by +0.07%: tests/engine/test_smollm2.py). Greedy tokens are not
+# promised identical: a near-tie can flip.
+KV_Q8_TOL = 3e-2
+
+Q8_MODELS = {  # head_dim 32: whole Q8_0 blocks
+    "gpt2": MODELS["gpt2"],
+    "llama": {**MODELS["llama"], "num_attention_heads": 4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(Q8_MODELS))
+def test_q8_0_logits_near_f32(name, tmp_path):
+    build(name, tmp_path, **Q8_MODELS[name])
+    with Engine(tmp_path, kv_dtype="f32") as e32, Engine(tmp_path, kv_dtype="q8_0") as e8:
+        assert e8.kv.dtype == "q8_0" and e8.kv.keys[0].dtype == np.uint8
+        assert e8.kv.keys[0].shape[-1] == e8.spec.head_dim // 32 * 34
+        within(e8.forward(PROMPT), e32.forward(PROMPT), KV_Q8_TOL)
+        # decode (one row a step over the stored rows) as well as prefill
+        a = e8.generate(PROMPT[:50], max_new_tokens=1).tokens
+        assert len(a) == 1
+
+
+def test_q8_0_bytes_are_17_32_of_f16(tmp_path):
+    build("gpt2", tmp_path, **Q8_MODELS["gpt2"])
+    with Engine(tmp_path, context=128, kv_pages=20, kv_dtype="q8_0") as e8:
+        spec = e8.spec
+        per_token = 2 * spec.num_layers * spec.num_kv_heads * spec.head_dim
+        assert e8.kv.nbytes == per_token * 34 // 32 * 20 * 16
+        held = sum(n for label, n in e8.pool.stats().by_label.items() if label.startswith("kv."))
+        assert e8.plan.kv_bytes == held and e8.kv.nbytes <= held < e8.kv.nbytes * 1.1
+
+
+def test_q8_0_needs_whole_blocks(tmp_path):
+    """A head_dim that is not a multiple of 32 (this llama's is 16) is
+    refused with the reason and the way out."""
+    build("llama", tmp_path, **MODELS["llama"])
+    with pytest.raises(ValueError, match=r"head_dim is 16; use kv_dtype f16"):
+        Engine(tmp_path, kv_dtype="q8_0")
