@@ -27,7 +27,17 @@ EC_INLINE __m512 load_q8_0(const void *row, size_t d, __mmask16 k) {
     uint16_t bits;
     memcpy(&bits, blk, sizeof bits);
     const __m512 scale = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
-    const __m512i q = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, blk + 2 + d % 32));
+    /* AVX-512F only (no BW/VL byte masks): the masked case (never reached
+     * with whole blocks) goes through a zeroed copy */
+    __m128i bytes;
+    if (k == 0xffff) {
+        bytes = _mm_loadu_si128((const __m128i *)(blk + 2 + d % 32));
+    } else {
+        int8_t buf[16] = {0};
+        memcpy(buf, blk + 2 + d % 32, (size_t)__builtin_popcount(k));
+        bytes = _mm_loadu_si128((const __m128i *)buf);
+    }
+    const __m512i q = _mm512_cvtepi8_epi32(bytes);
     return _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
 }
 

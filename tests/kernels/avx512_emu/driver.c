@@ -407,7 +407,7 @@ static int run_paged(int tier, paged_call *c, void *k_cache, void *v_cache, cons
                      int *rc) {
     if (use_tier(tier)) return EMU_NO_TIER;
     const ec_kv_pages *p = &c->pages;
-    const size_t cache = p->n_pages * p->kv_heads * p->page_tokens * p->head_dim * ec_kv_elem_bytes(p->dtype);
+    const size_t cache = p->n_pages * p->kv_heads * p->page_tokens * ec_kv_row_bytes(p->dtype, p->head_dim);
     void *user[7] = {k_cache, v_cache, (void *)table, (void *)starts, (void *)pos0, a, b};
     size_t bytes[7] = {cache, cache, c->batch.n_seqs * c->batch.max_pages * 4, (c->batch.n_seqs + 1) * 4,
                        c->batch.n_seqs * 4, a_bytes, b_bytes};
