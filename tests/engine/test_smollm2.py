@@ -58,16 +58,21 @@ def test_text_ids_are_the_gguf_tokenizers(engine):
     assert len(DATA["ids"]) >= 1000
 
 
-def test_agreement_and_perplexity_against_transformers(engine, reference):
+def assert_near_transformers(engine, reference, label):
+    """>= 98% top-1 agreement and perplexity within 1% on the text."""
     ids = DATA["ids"]
     got = engine.forward(ids)
     want = reference_logits(reference, ids)
     agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
     ppl, ref_ppl = perplexity(got, ids), perplexity(want, ids)
-    print(f"\nSmolLM2 {len(ids)} tokens: top-1 agreement {agreement:.2%}, perplexity {ppl:.4f} vs "
+    print(f"\nSmolLM2 {label}, {len(ids)} tokens: top-1 agreement {agreement:.2%}, perplexity {ppl:.4f} vs "
           f"transformers {ref_ppl:.4f} ({ppl / ref_ppl - 1:+.2%})")
     assert agreement >= 0.98
     assert abs(ppl / ref_ppl - 1) <= 0.01
+
+
+def test_agreement_and_perplexity_against_transformers(engine, reference):
+    assert_near_transformers(engine, reference, "f16 KV")
 
 
 def test_chat_answer(engine):
@@ -82,14 +87,6 @@ def test_q8_0_kv_cache_against_transformers(path, reference):
     comes on top of the activation quantization; measured 98.8% top-1
     agreement with the f32-KV engine and perplexity +0.07%. Bound: the
     same >= 98% / 1% against transformers as the default cache."""
-    ids = DATA["ids"]
     with Engine(path, kv_dtype="q8_0") as e:
         assert e.kv.keys[0].dtype == np.uint8
-        got = e.forward(ids)
-    want = reference_logits(reference, ids)
-    agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
-    ppl, ref_ppl = perplexity(got, ids), perplexity(want, ids)
-    print(f"\nSmolLM2 q8_0 KV: top-1 agreement {agreement:.2%}, perplexity {ppl:.4f} vs {ref_ppl:.4f} "
-          f"({ppl / ref_ppl - 1:+.2%})")
-    assert agreement >= 0.98
-    assert abs(ppl / ref_ppl - 1) <= 0.01
+        assert_near_transformers(e, reference, "q8_0 KV")

@@ -83,7 +83,7 @@ def cache_array(shape, dtype):
     """An empty cache [n_pages, kv_heads, page_tokens, head_dim] of a KV
     dtype, every element NaN (Q8_0: every block's scale NaN), so a read of
     anything not written shows."""
-    if dtype is Q8_0 or dtype == Q8_0:
+    if dtype == Q8_0:
         *lead, hd = shape
         return np.tile(Q8_0_UNSET, (*lead, hd // 32))
     return np.full(shape, np.nan, dtype)
@@ -101,7 +101,7 @@ def q8_0_quantize(x):
 def stored(x, dtype):
     """float64 values of x [..., D] as a cache of `dtype` holds them: f16
     rounding, or Q8_0 through the gguf package's quantizer and dequantizer."""
-    if dtype is Q8_0 or dtype == Q8_0:
+    if dtype == Q8_0:
         from gguf import GGMLQuantizationType
         from gguf.quants import dequantize
 
