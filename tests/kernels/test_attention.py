@@ -248,6 +248,55 @@ def test_thread_count_invariance(tier, threads, dtype):
         np.testing.assert_array_equal(r, results[0])
 
 
+@pytest.mark.parametrize("dtype", KV_DTYPES, ids=KV_IDS)
+@pytest.mark.parametrize("window", [0, 300, 700])
+def test_long_decode_rows_split_over_threads(tier, threads, dtype, window):
+    """One or two decode rows thousands of keys long are too few units for
+    the threads: the driver splits their keys in 256-position segments
+    across threads and folds them after. Against the float64 reference,
+    and bitwise the same for 1, 2 and 3 threads and for the row inside a
+    batch with enough units not to split."""
+    rng = np.random.default_rng(21)
+    pos0 = [1500, 1029]
+    pg = build_paged(rng, [p + 1 for p in pos0] + [40] * 8, 3, 64, 16, dtype)
+    starts, p0 = batch_rows([1, 1], pos0)
+    q = rng.standard_normal((2, 9, 64)).astype(np.float32)
+    ref, mag, n_keys = attention_ref(q, pg.keys[:2], pg.values[:2], starts, p0, 0.125, window, 0.0, dtype)
+    results = []
+    for n in (1, 2, 3):
+        ops.set_num_threads(n)
+        out = ops.attention(q, pg.k_cache, pg.v_cache, pg.page_table[:2], starts, p0, scale=0.125, window=window)
+        assert_attention_close(out, ref, mag, n_keys, 64, 0.0)
+        results.append(out)
+    # the same two rows among eight more sequences' (24 units more: unsplit)
+    big_starts, big_p0 = batch_rows([1, 1] + [1] * 8, pos0 + [39] * 8)
+    q_big = np.concatenate([q, rng.standard_normal((8, 9, 64)).astype(np.float32)])
+    big = ops.attention(q_big, pg.k_cache, pg.v_cache, pg.page_table, big_starts, big_p0, scale=0.125, window=window)
+    results.append(big[:2])
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("which", ["k", "v"])
+def test_nan_in_one_segment_poisons_the_split_row(tier, threads, which):
+    """A NaN value in the third 256-key segment of a 1500-key decode row
+    poisons that row's heads of its KV head however the keys are split;
+    the other KV heads stay finite."""
+    rng = np.random.default_rng(22)
+    pg = build_paged(rng, [1501], 3, 64, 16)
+    (pg.k_cache if which == "k" else pg.v_cache)[pg.page_table[0, 600 // 16], 1, 600 % 16, 5] = np.nan
+    starts, p0 = batch_rows([1], [1500])
+    q = rng.standard_normal((1, 9, 64)).astype(np.float32)
+    for n in (1, 2):
+        ops.set_num_threads(n)
+        out = ops.attention(q, pg.k_cache, pg.v_cache, pg.page_table, starts, p0, scale=0.125).reshape(9, 64)
+        poisoned = out[3:6] if which == "k" else out[3:6, 5]
+        assert np.all(np.isnan(poisoned)), n
+        assert np.all(np.isfinite(out[:3])) and np.all(np.isfinite(out[6:])), n
+        if which == "v":
+            assert np.all(np.isfinite(np.delete(out[3:6], 5, axis=-1))), n
+
+
 @given(
     seqs=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 150)), min_size=1, max_size=5),
     kv_heads=st.integers(1, 3),
