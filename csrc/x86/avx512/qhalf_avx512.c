@@ -49,7 +49,7 @@ EC_INLINE void half_tile(int bf16, size_t mr, size_t k, size_t nr, const void *x
         for (size_t j = 0; j < HNR; j++) acc[i][j] = _mm512_setzero_ps();
     size_t l = 0;
     for (; l + 16 <= k; l += 16) {
-        if (mr <= 2) prefetch_ahead(w, ws, l);
+        prefetch_ahead(w, ws, l);
         __m512 wv[HNR];
         for (size_t j = 0; j < HNR; j++) wv[j] = widen(bf16, _mm256_loadu_si256((const __m256i *)(wr[j] + l)));
         for (size_t i = 0; i < mr; i++) {
