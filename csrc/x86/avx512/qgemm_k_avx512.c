@@ -20,16 +20,6 @@
 #define EC_Q_VNNI 0
 #include "qgemm_avx512.h"
 
-/* Dwords e = 0..3 of every lane of groups 0..3, each in column order. */
-EC_INLINE void transpose_dwords(const __m512i g[4], __m512i t[4]) {
-    const __m512i a0 = _mm512_unpacklo_epi32(g[0], g[1]), a1 = _mm512_unpackhi_epi32(g[0], g[1]);
-    const __m512i b0 = _mm512_unpacklo_epi32(g[2], g[3]), b1 = _mm512_unpackhi_epi32(g[2], g[3]);
-    t[0] = _mm512_unpacklo_epi64(a0, b0);
-    t[1] = _mm512_unpackhi_epi64(a0, b0);
-    t[2] = _mm512_unpacklo_epi64(a1, b1);
-    t[3] = _mm512_unpackhi_epi64(a1, b1);
-}
-
 /* Byte `b` of every dword r of v's lanes (v in column order) as int16 in
  * group r's lanes: lane l of group r is column 4 l + r = dword r of lane l. */
 EC_INLINE __m512i group_u8_to_i16(__m512i v, int byte) { return _mm512_shuffle_epi8(v, _mm512_set1_epi16((short)(0x8000 | byte))); }
@@ -57,7 +47,7 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
     __m512 acc[QMR];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
-        if (mr <= 2) prefetch_ahead(w, ws, b, bb); /* decode: as for the 32-block types */
+        prefetch_ahead(w, ws, b, bb); /* as for the 32-block types */
         const size_t off = b * bb;
         __m512i hdr[4], t[4];
         for (int r = 0; r < 4; r++) hdr[r] = load_group(p, r, off);
@@ -141,7 +131,7 @@ EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs
     __m512 acc[QMR];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
-        if (mr <= 2) prefetch_ahead(w, ws, b, 210);
+        prefetch_ahead(w, ws, b, 210);
         const size_t off = b * 210;
         /* d: bytes 208-209, the high half of dword 3 of a load at 194 */
         __m512i tail[4];

@@ -44,11 +44,11 @@ static const ec_qvariant weights[] = {
     /* type  features  gemm  mr nr  dequant */
 #ifdef EC_BUILD_AVX512_VNNI
     /* variants that need AVX-512 VNNI (sources in csrc/x86/avx512/vnni/) */
-    {EC_WT_Q8_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q8_0_avx512_vnni, 4, 16, NULL},
-    {EC_WT_Q4_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_0_avx512_vnni, 4, 16, NULL},
-    {EC_WT_Q4_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_1_avx512_vnni, 4, 16, NULL},
-    {EC_WT_Q5_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_0_avx512_vnni, 4, 16, NULL},
-    {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 4, 16, NULL},
+    {EC_WT_Q8_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q8_0_avx512_vnni, 8, 16, NULL},
+    {EC_WT_Q4_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_0_avx512_vnni, 8, 16, NULL},
+    {EC_WT_Q4_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_1_avx512_vnni, 8, 16, NULL},
+    {EC_WT_Q5_0, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_0_avx512_vnni, 8, 16, NULL},
+    {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 8, 16, NULL},
 #endif
 #ifdef EC_BUILD_AVX512_BF16
     /* variants that need AVX512-BF16 (sources in csrc/x86/avx512/bf16/) */
@@ -56,12 +56,12 @@ static const ec_qvariant weights[] = {
     /* f16 / bf16: 4 x 4 tiles of 16-lane FMA accumulators (qhalf_avx512.c) */
     {EC_WT_F16, 0, ec_qgemm_f16_avx512, 4, 4, ec_dequant_f16_avx512},
     {EC_WT_BF16, 0, ec_qgemm_bf16_avx512, 4, 4, ec_dequant_bf16_avx512},
-    /* 4 x rows by 16 weight rows: one accumulator per x row, a column per lane */
-    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx512, 4, 16, ec_dequant_q8_0_avx512},
-    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx512, 4, 16, ec_dequant_q4_0_avx512},
-    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx512, 4, 16, ec_dequant_q4_1_avx512},
-    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx512, 4, 16, NULL},
-    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx512, 4, 16, NULL},
+    /* 8 x rows (k-quants: 4) by 16 weight rows: one accumulator per x row, a column per lane */
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx512, 8, 16, ec_dequant_q8_0_avx512},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx512, 8, 16, ec_dequant_q4_0_avx512},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx512, 8, 16, ec_dequant_q4_1_avx512},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx512, 8, 16, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx512, 8, 16, NULL},
     {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx512, 4, 16, NULL},
     {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx512, 4, 16, NULL},
     {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx512, 4, 16, NULL},
