@@ -41,9 +41,9 @@
  * (x ^ 0x80, as u8) times w, less 128 sum(w) per column (computed with the
  * decode). All integer sums are exact, so every order gives the same bits.
  *
- * The scales d (and m) of the 16 columns, the block's first dword in every
- * row, come from the headers loaded as groups (group order; q5_0 / q5_1
- * need them for qh anyway) or in one gather (column order q4 / q8).
+ * The scales d (and m) of the 16 columns are the first dword of every
+ * row's block, loaded as groups (a gather was no faster on Zen 4, and the
+ * SIMDe build that tests this tier without AVX-512 has none).
  *
  * Tails: columns past nr read weight row 0 again (always in bounds) and are
  * not stored; rows past mr are never touched.
@@ -139,13 +139,12 @@ typedef struct {
     __m512 d, m;
 } qblock16;
 
-EC_INLINE void decode_block(int t, int cols, const uint8_t *const *p, const uint8_t *w0, __m512i rows, size_t off,
-                            qblock16 *q) {
+EC_INLINE void decode_block(int t, int cols, const uint8_t *const *p, size_t off, qblock16 *q) {
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const int five = t == QT_Q5_0 || t == QT_Q5_1;
     __m512i hdr[4], lo[4], hi[4];
     for (int r = 0; r < 4; r++) {
-        if (five || !cols) hdr[r] = load_group(p, r, off);
+        hdr[r] = load_group(p, r, off);
         if (t == QT_Q8_0) {
             lo[r] = load_group(p, r, off + 2);
             hi[r] = load_group(p, r, off + 18);
@@ -177,9 +176,7 @@ EC_INLINE void decode_block(int t, int cols, const uint8_t *const *p, const uint
         transpose_dwords(lo, q->w);
         transpose_dwords(hi, q->w + 4);
     }
-    /* the scales: the headers loaded anyway, else one gather of every row's first dword */
-    const __m512i s =
-        five || !cols ? first_dwords(hdr) : _mm512_i32gather_epi32(rows, (const void *)(w0 + off), 1);
+    const __m512i s = first_dwords(hdr);
     q->d = f16_low(s);
     q->m = f16_high(s); /* q4_1, q5_1: m follows d; unused otherwise */
 #if EC_Q_VNNI
@@ -296,19 +293,14 @@ EC_INLINE void gemm32_tile(int t, size_t mr, size_t k, size_t nr, const void *x,
     static const size_t block_bytes[] = {34, 18, 20, 22, 24};
     const size_t bb = block_bytes[t];
     const uint8_t *p[QNR];
-    int offs[QNR];
-    for (size_t c = 0; c < QNR; c++) {
-        p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
-        offs[c] = (int)((c < nr ? c : 0) * ws); /* 15 rows of < 128 MiB: fits the gather's int32 index */
-    }
-    const __m512i rows = _mm512_loadu_si512(offs);
+    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
     const int cols = mr > 2; /* decode (mr <= 2) is cheaper in group order: see the top */
     __m512 acc[QMR32];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 32; b++) {
         prefetch_ahead(w, ws, b, bb);
         qblock16 q;
-        decode_block(t, cols, p, (const uint8_t *)w, rows, b * bb, &q);
+        decode_block(t, cols, p, b * bb, &q);
         for (size_t i = 0; i < mr; i++)
             acc[i] = block_row(t, cols, &q, (const ec_act_q8_32 *)((const char *)x + i * xs) + b, acc[i]);
     }
