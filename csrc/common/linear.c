@@ -102,7 +102,7 @@ static void quantized_cols(const linear_job *job, const out_plan *p, size_t n0, 
                     r->gemm(job->k, mt, nr, p->x + m0 * p->x_stride, p->x_stride, w + j * p->row_bytes,
                             p->row_bytes, y + m0 * N + j, N);
             }
-            if (epilogue)
+            if (epilogue && (bias || job->act != EC_ACT_NONE)) /* else it is the identity */
                 for (size_t i = m0; i < m0 + mt; i++)
                     job->bias_act(y + i * N + nb, bias ? bias + nb : NULL, ne - nb, job->act);
         }
