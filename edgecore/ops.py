@@ -37,9 +37,9 @@ from contextlib import contextmanager
 from edgecore._kernels import (
     ACTIVATIONS,
     FORMATS,
-    DecoderBlock,
     MAX_THREADS,
     POLICIES,
+    DecoderBlock,
     RouterCore,
     Routing,
     _use_tier,

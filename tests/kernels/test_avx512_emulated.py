@@ -70,7 +70,8 @@ SCALAR, AVX512 = 0, 2  # ec_tier values (csrc/include/edgecore/kernels.h)
 ACT = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}  # ec_activation
 EMU_OK, EMU_FAULT = 0, 1  # driver.c return codes
 TESTED_NAME = "avx512 (emulated via SIMDe)"
-PERTOKEN_DRIVERS = ("norms", "rope", "kvcache", "attention", "parallel_rows", "quantize", "wtypes")  # quantize (+ wtypes): the Q8_0 KV store
+# quantize (+ wtypes): the Q8_0 KV store
+PERTOKEN_DRIVERS = ("norms", "rope", "kvcache", "attention", "parallel_rows", "quantize", "wtypes")
 QUANT_SCALAR = ("qgemm", "qdequant", "actquant", "qkernels", "epilogue")
 # sub-feature folders of the avx512 tier (setup.py FEATURES) and the macros
 # the package build defines for them
