@@ -70,5 +70,8 @@ static const ec_qvariant weights[] = {
 
 /* activation quantizers: actquant_avx512.c */
 extern const ec_actq_variant ec_actq_avx512[];
+/* epilogues: epilogue_avx512.c */
+void ec_bias_act_avx512(float *y, const float *bias, size_t n, int act);
+void ec_glu_avx512(float *g, const float *gate_bias, float *u, const float *up_bias, size_t n, int act);
 
-const ec_tier_qkernels ec_qkernels_avx512 = {weights, ec_actq_avx512, NULL, NULL};
+const ec_tier_qkernels ec_qkernels_avx512 = {weights, ec_actq_avx512, ec_bias_act_avx512, ec_glu_avx512};
