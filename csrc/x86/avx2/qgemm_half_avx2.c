@@ -21,6 +21,15 @@
 #define EC_INLINE static inline __attribute__((always_inline))
 #define MR 4
 #define NR 3
+/* Weight prefetch distance, in tiles. A tile reads its NR rows in step, 16
+ * bytes of each per 8 elements: streams too short (2k bytes) for the
+ * hardware prefetcher to learn. The rows a few tiles on are one contiguous
+ * range (the driver's rows are dense, ws = 2k), so each step prefetches the
+ * matching 2 NR bytes of the tile PF_TILES on, into L1. Timed on an AMD
+ * Zen 4 (avx2 tier forced, 1 thread, cold weights): f16 576 x 49152 at
+ * M = 1 5.97 -> 1.97 ms (the read bandwidth), 576 x 1536 1.85x, M = 4 and
+ * 8 1.6-2.6x, M = 128 unchanged. */
+#define PF_TILES 4
 
 EC_INLINE __m256 widen8(const uint16_t *p, int bf16) {
     const __m128i h = _mm_loadu_si128((const __m128i *)p);
@@ -35,13 +44,15 @@ EC_INLINE float hsum_ps(__m256 v) {
 }
 
 /* A tile of exactly tm x NR outputs (tm a constant); rows are pointers. */
-EC_INLINE void tile(size_t k, int tm, const float *const xr[MR], const uint16_t *const wr[NR], float out[MR][NR],
-                    int bf16) {
+EC_INLINE void tile(size_t k, size_t ws, int tm, const float *const xr[MR], const uint16_t *const wr[NR],
+                    float out[MR][NR], int bf16) {
     __m256 acc[MR][NR];
     for (int i = 0; i < tm; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     size_t l = 0;
+    const char *ahead = (const char *)wr[0] + (size_t)PF_TILES * NR * ws; /* past the end: no fault */
     for (; l + 8 <= k; l += 8) {
+        _mm_prefetch(ahead + l * 2 * NR, _MM_HINT_T0);
         __m256 w[NR];
         for (int j = 0; j < NR; j++) w[j] = widen8(wr[j] + l, bf16);
         for (int i = 0; i < tm; i++) {
@@ -77,8 +88,8 @@ EC_INLINE void gemm_half(size_t k, size_t mr, size_t nr, const void *x, size_t x
     for (size_t j0 = 0; j0 < nr; j0 += NR) {
         const size_t tn = nr - j0 < NR ? nr - j0 : NR;
         for (size_t j = 0; j < NR; j++) wr[j] = (const uint16_t *)((const char *)w + (j0 + (j < tn ? j : 0)) * ws);
-        if (mr == 1) tile(k, 1, xr, wr, out, bf16);
-        else tile(k, MR, xr, wr, out, bf16);
+        if (mr == 1) tile(k, ws, 1, xr, wr, out, bf16);
+        else tile(k, ws, MR, xr, wr, out, bf16);
         for (size_t i = 0; i < mr; i++)
             for (size_t j = 0; j < tn; j++) y[i * ldy + j0 + j] = out[i][j];
     }
