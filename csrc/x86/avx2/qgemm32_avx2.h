@@ -141,7 +141,7 @@ EC_INLINE void store_rows(float *y, size_t ldy, const __m256 *acc, size_t mr, si
  * end of the matrix does not fault. gemm32 prefetches too: when M is at
  * most one M tile (batched decode, M = 3..8) its single pass over each
  * panel is the one that reads the weights from memory; timed on an AMD
- * Zen 4 (1 thread, cold weights, avx2 tier forced), M = 4 and 8 ran
+ * Zen 4 (2 threads, cold weights, avx2 tier forced), M = 4 and 8 ran
  * 1.2-2.1x faster with it and prefill at M = 128 3-10% faster (later M
  * tiles find the panel in cache and the prefetches cost little). */
 EC_INLINE void prefetch_next_tile(const void *w, size_t ws, size_t blk, size_t block_bytes) {

@@ -9,7 +9,7 @@
  * M = 3..8) the single pass over each panel is the one that reads the
  * weights from memory, and when later M tiles find the panel in cache the
  * prefetches cost little. Limiting them to mr <= 2, as first done, left
- * batched decode latency-bound: on an AMD Zen 4 (1 thread, cold weights)
+ * batched decode latency-bound: on an AMD Zen 4 (2 threads, cold weights)
  * prefetching at every mr made M = 4 and 8 1.5-2.3x faster for the
  * 32-block types, the k-quants and f16, and prefill at M = 128 unchanged
  * (1.0-1.06x). A prefetch past the end of the matrix does not fault.
