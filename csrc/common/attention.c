@@ -393,9 +393,10 @@ int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const f
 
     /* too few units to keep every thread busy to the end: one per segment,
      * if their states fit the buffer */
-    float part[threads > 1 && j.units < 4 * threads && seq_segs > 1 ? SPLIT_FLOATS : 1];
+    const int few_units = threads > 1 && j.units < 4 * threads && seq_segs > 1;
+    float part[few_units ? SPLIT_FLOATS : 1];
     const size_t part_stride = cache->head_dim + 2;
-    if (threads > 1 && j.units < 4 * threads && seq_segs > 1 &&
+    if (few_units &&
         (double)m * (double)n_heads * (double)max_segs * (double)part_stride <= SPLIT_FLOATS) {
         j.n_split = seq_segs;
         j.max_segs = max_segs;

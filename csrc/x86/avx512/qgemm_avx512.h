@@ -37,9 +37,10 @@
  * 5-bit codes are unsigned; q4_0 / q5_0 subtract their offset afterwards
  * as 8 xsum / 16 xsum (exact). q8_0's codes are signed: |w| (<= 128 fits
  * u8) times x with w's sign (x is in [-127, 127], so negating it is exact;
- * pair sums <= 2 * 128 * 127 fit int16); in column order with VNNI, x + 128
- * (x ^ 0x80, as u8) times w, less 128 sum(w) per column (computed with the
- * decode). All integer sums are exact, so every order gives the same bits.
+ * pair sums <= 2 * 128 * 127 fit int16); in column order with VNNI, w + 128
+ * (w ^ 0x80, as u8, flipped once with the decode) times x, less 128 sum(x)
+ * per x block (its stored sum): nothing per x row but the correction. All
+ * integer sums are exact, so every order gives the same bits.
  *
  * The scales d (and m) of the 16 columns are the first dword of every
  * row's block, loaded as groups (a gather was no faster on Zen 4, and the
@@ -129,13 +130,11 @@ EC_INLINE __m512i fifth_bits(__m512i hdr, int qh_at, int high) {
 }
 
 /* One block of 16 columns, decoded. In column order (cols, see the top):
- * w[j] pairs with x's dword j. In group order (decode, mr <= 2): w[r] and
- * w[4 + r] are group r's codes for elements 0..15 and 16..31. d, m: the
- * scale fields as float; wsum128 (q8_0 with VNNI, column order) is
- * 128 sum(w) per column, what the x + 128 products owe. */
+ * w[j] pairs with x's dword j (q8_0 with VNNI: w + 128, as u8). In group
+ * order (decode, mr <= 2): w[r] and w[4 + r] are group r's codes for
+ * elements 0..15 and 16..31. d, m: the scale fields as float. */
 typedef struct {
     __m512i w[8];
-    __m512i wsum128;
     __m512 d, m;
 } qblock16;
 
@@ -180,11 +179,8 @@ EC_INLINE void decode_block(int t, int cols, const uint8_t *const *p, size_t off
     q->d = f16_low(s);
     q->m = f16_high(s); /* q4_1, q5_1: m follows d; unused otherwise */
 #if EC_Q_VNNI
-    if (t == QT_Q8_0 && cols) {
-        __m512i sum = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q->w[j]);
-        q->wsum128 = _mm512_slli_epi32(sum, 7);
-    }
+    if (t == QT_Q8_0 && cols)
+        for (int j = 0; j < 8; j++) q->w[j] = _mm512_xor_si512(q->w[j], _mm512_set1_epi8((char)0x80));
 #endif
 }
 
@@ -222,51 +218,49 @@ EC_INLINE __m512i block_isum_groups(int t, const qblock16 *q, const ec_act_q8_32
     return reduce_groups(part);
 }
 
-/* Column order: x's dword j broadcast against w[j]; sums already in column order. */
+/* Column order: x's dword j broadcast against w[j]; sums already in column
+ * order. Two chains of multiply-adds per x row (the rows are independent
+ * work for the out-of-order core; more chains only cost adds). */
 EC_INLINE __m512i block_isum_cols(int t, const qblock16 *q, const ec_act_q8_32 *xb) {
     const __m512i zero = _mm512_setzero_si512();
-    __m512i part[4];
     if (t == QT_Q8_0) {
 #if EC_Q_VNNI
-        /* (x + 128) w, four independent chains */
-        const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
-        for (int c = 0; c < 4; c++) {
-            part[c] = _mm512_dpbusd_epi32(zero, _mm512_xor_si512(x_dword(xb, c), flip), q->w[c]);
-            part[c] = _mm512_dpbusd_epi32(part[c], _mm512_xor_si512(x_dword(xb, 4 + c), flip), q->w[4 + c]);
+        /* (w + 128) x, less 128 sum(x) */
+        __m512i even = _mm512_set1_epi32(-128 * xb->sum), odd = zero;
+        for (int j = 0; j < 8; j += 2) {
+            even = _mm512_dpbusd_epi32(even, q->w[j], x_dword(xb, j));
+            odd = _mm512_dpbusd_epi32(odd, q->w[j + 1], x_dword(xb, j + 1));
         }
-        const __m512i sum =
-            _mm512_add_epi32(_mm512_add_epi32(part[0], part[1]), _mm512_add_epi32(part[2], part[3]));
-        return _mm512_sub_epi32(sum, q->wsum128);
+        return _mm512_add_epi32(even, odd);
 #else
         /* |w| x (x with w's sign) */
-        for (int c = 0; c < 4; c++) {
-            part[c] = zero;
-            for (int h = 0; h < 2; h++) {
-                const __m512i wj = q->w[4 * h + c], xj = x_dword(xb, 4 * h + c);
-                const __m512i sx = _mm512_mask_sub_epi8(xj, _mm512_movepi8_mask(wj), zero, xj);
-                part[c] = dot_u8s8(part[c], _mm512_abs_epi8(wj), sx);
-            }
+        __m512i part[2] = {zero, zero};
+        for (int j = 0; j < 8; j++) {
+            const __m512i wj = q->w[j], xj = x_dword(xb, j);
+            const __m512i sx = _mm512_mask_sub_epi8(xj, _mm512_movepi8_mask(wj), zero, xj);
+            part[j & 1] = dot_u8s8(part[j & 1], _mm512_abs_epi8(wj), sx);
         }
-#endif
-    } else {
-#if EC_Q_VNNI
-        for (int c = 0; c < 4; c++)
-            part[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, q->w[c], x_dword(xb, c)), q->w[4 + c],
-                                          x_dword(xb, 4 + c));
-#else
-        /* 4- and 5-bit codes: four pair sums, eight products <= 8 * 31 * 127, fit int16 */
-        for (int c = 0; c < 4; c += 2) {
-            const __m512i pairs = _mm512_add_epi16(
-                _mm512_add_epi16(_mm512_maddubs_epi16(q->w[c], x_dword(xb, c)),
-                                 _mm512_maddubs_epi16(q->w[4 + c], x_dword(xb, 4 + c))),
-                _mm512_add_epi16(_mm512_maddubs_epi16(q->w[c + 1], x_dword(xb, c + 1)),
-                                 _mm512_maddubs_epi16(q->w[5 + c], x_dword(xb, 5 + c))));
-            part[c] = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
-            part[c + 1] = zero;
-        }
+        return _mm512_add_epi32(part[0], part[1]);
 #endif
     }
-    return _mm512_add_epi32(_mm512_add_epi32(part[0], part[1]), _mm512_add_epi32(part[2], part[3]));
+#if EC_Q_VNNI
+    __m512i even = zero, odd = zero;
+    for (int j = 0; j < 8; j += 2) {
+        even = _mm512_dpbusd_epi32(even, q->w[j], x_dword(xb, j));
+        odd = _mm512_dpbusd_epi32(odd, q->w[j + 1], x_dword(xb, j + 1));
+    }
+    return _mm512_add_epi32(even, odd);
+#else
+    /* 4- and 5-bit codes: eight products <= 8 * 31 * 127 per int16 pair sum */
+    __m512i pairs[2];
+    for (int h = 0; h < 2; h++)
+        pairs[h] = _mm512_add_epi16(_mm512_add_epi16(_mm512_maddubs_epi16(q->w[2 * h], x_dword(xb, 2 * h)),
+                                                     _mm512_maddubs_epi16(q->w[4 + 2 * h], x_dword(xb, 4 + 2 * h))),
+                                    _mm512_add_epi16(_mm512_maddubs_epi16(q->w[2 * h + 1], x_dword(xb, 2 * h + 1)),
+                                                     _mm512_maddubs_epi16(q->w[5 + 2 * h], x_dword(xb, 5 + 2 * h))));
+    const __m512i ones = _mm512_set1_epi16(1);
+    return _mm512_add_epi32(_mm512_madd_epi16(pairs[0], ones), _mm512_madd_epi16(pairs[1], ones));
+#endif
 }
 
 /* acc += this block's contribution for one x block, the scalar kernel's ops. */
@@ -281,8 +275,8 @@ EC_INLINE __m512 block_row(int t, int cols, const qblock16 *q, const ec_act_q8_3
     return _mm512_add_ps(acc, v);
 }
 
-/* Decode: the slice block b of this tile covers, 32 rows (two tiles) on
- * (prefetch_avx512.h). */
+/* The slice block b of this tile covers, 32 rows (two tiles) on, at every
+ * mr (prefetch_avx512.h). */
 EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t b, size_t bb) {
     ec_prefetch_rows_ahead(w, ws, b * QNR * bb, QNR * bb);
 }

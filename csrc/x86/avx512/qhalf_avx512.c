@@ -32,8 +32,8 @@ EC_INLINE __m512 widen(int bf16, __m256i h) {
     return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
-/* Decode: the 128 bytes this step's 16 elements of the tile's 4 rows
- * cover, 32 rows on (prefetch_avx512.h). */
+/* The 128 bytes this step's 16 elements of the tile's 4 rows cover, 32
+ * rows on, at every mr (prefetch_avx512.h). */
 EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t l) {
     ec_prefetch_rows_ahead(w, ws, l * 2 * HNR, 2 * HNR * 16);
 }
