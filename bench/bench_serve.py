@@ -11,7 +11,10 @@ the previous one ends. Per level: aggregate output tokens/s (all output
 tokens / wall time), time to first token and inter-token latency p50/p95
 (from SSE chunk arrival times), and for edgecore the share of each engine
 tick spent outside engine.step (scheduling, sampling, detokenizing: the
-server's own overhead) and the mean batch, read from /metrics.
+server's own overhead) and the mean batch, read from /metrics. With
+--act-precision q8x2,q8 edgecore is served once per activation precision
+(q8 is llama.cpp's own contract: 8-bit activation blocks, one pass; q8x2,
+the default, adds an 8-bit residual pass, twice the integer work).
 
 llama-server runs with `-np <max concurrency> -cb` (continuous batching,
 one slot per client) on the GGUF file when a build is found
@@ -30,6 +33,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,10 +74,11 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 600) -> None:
     raise TimeoutError(f"{url} not ready after {seconds} s")
 
 
-def start_edgecore(model: str, max_batch: int, threads: int, kv_pages: int | None) -> tuple[subprocess.Popen, str]:
+def start_edgecore(model: str, max_batch: int, threads: int, kv_pages: int | None,
+                   act_precision: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "edgecore", "serve", "--model", model, "--port", str(port), "--max-batch",
-           str(max_batch), "--threads", str(threads)]
+           str(max_batch), "--threads", str(threads), "--act-precision", act_precision]
     if kv_pages:
         cmd += ["--kv-pages", str(kv_pages)]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -81,12 +86,19 @@ def start_edgecore(model: str, max_batch: int, threads: int, kv_pages: int | Non
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_llama(binary: Path, gguf: str, slots: int, threads: int, context: int) -> tuple[subprocess.Popen, str]:
+def start_llama(binary: Path, gguf: str, slots: int, threads: int, context: int,
+                log) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [str(binary), "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-np", str(slots), "-cb",
            "-t", str(threads), "-c", str(context * slots), "--no-webui"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def last_line(log) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no log)"
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -131,7 +143,12 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, max_token
 
 async def closed_loop(url: str, model: str, concurrency: int, per_client: int, max_tokens: int) -> dict:
     record = {"ttft": [], "itl": [], "tokens": 0}
-    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+    # a new connection per request: llama-server closes idle keep-alive
+    # connections, and a request sent on one it just closed fails with
+    # "Server disconnected without sending a response" (seen at random
+    # levels); loopback connects cost both servers the same, well under 1 ms
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
         async def worker():
             for _ in range(per_client):
                 await one_request(client, url, model, max_tokens, record)
@@ -175,6 +192,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kv-pages", type=int, default=None, help="edgecore's KV pages (default: the server's)")
+    ap.add_argument("--act-precision", default="q8x2",
+                    help="edgecore's activation precision(s), comma-separated: q8x2 (its default), q8 (llama.cpp's "
+                         "contract: one 8-bit pass); each is a server run of its own")
     ap.add_argument("--context", type=int, default=512, help="llama-server context per slot")
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--out", default="serve")
@@ -182,20 +202,21 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
 
-    proc, url = start_edgecore(args.model, max(levels), args.threads, args.kv_pages)
-    try:
-        wait_ready(url, proc)
-        asyncio.run(warm_up(url, args.model))
-        for c in levels:
-            before = metrics(url)
-            rec = asyncio.run(closed_loop(url, args.model, c, args.per_client, args.max_tokens))
-            rows.append(summarize("edgecore", args.model, c, rec, before, metrics(url)))
-            print(f"edgecore c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
-    finally:
-        stop(proc)
-        err = proc.stderr.read()
-        if proc.returncode not in (0, None):
-            print(err, file=sys.stderr)
+    for act in args.act_precision.split(","):
+        proc, url = start_edgecore(args.model, max(levels), args.threads, args.kv_pages, act)
+        try:
+            wait_ready(url, proc)
+            asyncio.run(warm_up(url, args.model))
+            for c in levels:
+                before = metrics(url)
+                rec = asyncio.run(closed_loop(url, args.model, c, args.per_client, args.max_tokens))
+                rows.append({**summarize("edgecore", args.model, c, rec, before, metrics(url)), "act": act})
+                print(f"edgecore ({act}) c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
+        finally:
+            stop(proc)
+            err = proc.stderr.read()
+            if proc.returncode not in (0, None):
+                print(err, file=sys.stderr)
 
     server = Path(args.llama_bin) / "llama-server"
     llama = None
@@ -206,27 +227,36 @@ def main() -> None:
     elif not Path(args.gguf).exists():
         llama = f"not run: no GGUF at {args.gguf}"
     else:
-        proc, url = start_llama(server, args.gguf, max(levels), args.threads, args.context)
+        log = tempfile.TemporaryFile()
+        proc, url = start_llama(server, args.gguf, max(levels), args.threads, args.context, log)
         try:
             wait_ready(url, proc)
             name = Path(args.gguf).name
             asyncio.run(warm_up(url, name))
             for c in levels:
-                rec = asyncio.run(closed_loop(url, name, c, args.per_client, args.max_tokens))
-                rows.append(summarize("llama-server", name, c, rec, None, None))
+                try:
+                    rec = asyncio.run(closed_loop(url, name, c, args.per_client, args.max_tokens))
+                except httpx.HTTPError as exc:  # the peer failing is a result to report, not a reason to lose ours
+                    time.sleep(1)
+                    llama = (f"stopped at concurrency {c}: {type(exc).__name__}: {exc} (llama-server exit status "
+                             f"{proc.poll()}; its last log line: {last_line(log)})")
+                    break
+                rows.append({**summarize("llama-server", name, c, rec, None, None), "act": "q8"})
                 print(f"llama-server c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
         finally:
             stop(proc)
-    columns = [("server", "server"), ("model", "model"), ("concurrency", "conc"), ("tok_s", "tok/s"),
+            log.close()
+    columns = [("server", "server"), ("model", "model"), ("act", "act"), ("concurrency", "conc"), ("tok_s", "tok/s"),
                ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p95_ms", "TTFT p95 ms"), ("itl_p50_ms", "ITL p50 ms"),
                ("itl_p95_ms", "ITL p95 ms"), ("mean_batch", "batch"), ("overhead_pct", "overhead %"),
                ("engine_busy_pct", "engine busy %"), ("preemptions", "preempt")]
     shown = [{k: (f"{v:.1f}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()}
              for r in rows]
     print(table(shown, columns))
-    ours = {r["concurrency"]: r["tok_s"] for r in rows if r["server"] == "edgecore"}
-    if 1 in ours and 8 in ours:
-        print(f"edgecore aggregate tok/s at concurrency 8 / at 1: {ours[8] / ours[1]:.2f}x")
+    for act in args.act_precision.split(","):
+        ours = {r["concurrency"]: r["tok_s"] for r in rows if r["server"] == "edgecore" and r["act"] == act}
+        if 1 in ours and 8 in ours:
+            print(f"edgecore ({act}) aggregate tok/s at concurrency 8 / at 1: {ours[8] / ours[1]:.2f}x")
     if llama:
         print(f"llama-server: {llama}")
     path = write_json(args.out, {"settings": vars(args), "rows": rows, "llama_server": llama or "run"})

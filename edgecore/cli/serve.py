@@ -11,7 +11,7 @@ from __future__ import annotations
 from edgecore.cli import CliError
 from edgecore.cli.options import RUN_OPTIONS
 
-ENGINE_FLAGS = ("model", "memory_budget", "threads", "context", "step_tokens", "kv_dtype")
+ENGINE_FLAGS = ("model", "memory_budget", "threads", "context", "step_tokens", "kv_dtype", "act_precision")
 
 
 def register(sub) -> None:
@@ -64,8 +64,9 @@ def engine_loader(args):
         from edgecore.models import Model, ModelError
 
         opts = {k: getattr(args, k) for k in ("memory_budget", "threads", "context", "step_tokens")}
-        if args.kv_dtype is not None:
-            opts["kv_dtype"] = args.kv_dtype
+        for name in ("kv_dtype", "act_precision"):  # left out: the engine's default
+            if getattr(args, name) is not None:
+                opts[name] = getattr(args, name)
         kv_pages = args.kv_pages
         if kv_pages is None:  # every admitted request can reach the whole context without preemption
             model = Model(args.model)

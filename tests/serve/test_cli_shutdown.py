@@ -139,3 +139,30 @@ def test_a_model_that_does_not_load_ends_the_server_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgecore", "serve", "--model", str(tmp_path / "nothing"), "--port",
                         "0"], cwd=NEUTRAL, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "could not load the model" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_engine_flags_reach_the_engine():
+    """--act-precision and --kv-dtype are the engine's (the numerical contract, the KV type); left out, its defaults."""
+    import argparse
+
+    from edgecore.cli.serve import engine_loader
+
+    base = dict(model="demo", memory_budget=None, threads=1, context=64, step_tokens=None, kv_pages=4,
+                page_tokens=16, max_batch=1)
+    engine = engine_loader(argparse.Namespace(**base, kv_dtype="f32", act_precision="q8"))()
+    try:
+        assert engine.act_precision == "q8" and engine.kv.keys[0].dtype == "float32"
+    finally:
+        engine.close()
+    engine = engine_loader(argparse.Namespace(**base, kv_dtype=None, act_precision=None))()
+    try:
+        assert engine.act_precision == "q8x2" and engine.kv.keys[0].dtype == "float16"
+    finally:
+        engine.close()
+
+
+def test_an_unknown_act_precision_ends_the_server_with_one_line():
+    r = subprocess.run([sys.executable, "-m", "edgecore", "serve", "--model", "demo", "--act-precision", "q4",
+                        "--port", "0"], cwd=NEUTRAL, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "act_precision must be one of q8, q8x2; got 'q4'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
