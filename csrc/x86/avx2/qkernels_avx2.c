@@ -67,4 +67,8 @@ static const ec_qvariant weights[] = {
 /* activation quantizers: actquant_avx2.c */
 extern const ec_actq_variant ec_actq_avx2[];
 
-const ec_tier_qkernels ec_qkernels_avx2 = {weights, ec_actq_avx2, NULL, NULL};
+/* epilogues: epilogue_avx2.c */
+void ec_bias_act_avx2(float *y, const float *bias, size_t n, int act);
+void ec_glu_avx2(float *g, const float *gate_bias, float *u, const float *up_bias, size_t n, int act);
+
+const ec_tier_qkernels ec_qkernels_avx2 = {weights, ec_actq_avx2, ec_bias_act_avx2, ec_glu_avx2};
