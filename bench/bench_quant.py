@@ -25,7 +25,9 @@ llama.cpp: `llama-bench -p 128 -n 128 -d 0,128 -t T -r 3 -o json` on the
 same file ($LLAMA_CPP_BIN, else /work/llamacpp/bin): pp128 at depth 0 is
 its prefill, tg128 at depth 128 its decode after a 128-token prompt. Columns
 it could not fill say "not measured". Writes bench/results/quant.json (--out NAME:
-NAME.json; quant-avx512.json is a run on an AVX-512 Xeon, quant.json on AMD Zen 3).
+NAME.json; quant-avx512.json is a run on an AVX-512 Xeon, quant.json on AMD Zen 3,
+quant-zen4.json on AMD Zen 4, quant-smollm2-zen4-act.json SmolLM2 there with both
+activation precisions: --models smollm2 --types q8_0,q4_0 --act q8x2,q8).
 """
 
 from __future__ import annotations
