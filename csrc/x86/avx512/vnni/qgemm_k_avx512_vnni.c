@@ -1,0 +1,151 @@
+/*
+ * gemm micro-kernels for q4_k and q5_k with AVX-512 VNNI, in column order
+ * (qgemm_avx512.h, read that first): up to 8 x rows per call. Per
+ * super-block each 32-byte chunk of codes of the 16 columns is transposed
+ * once into column order (register j: elements 4j..4j+3 of a sub-block,
+ * one column per dword), and each x row then costs, per sub-block, eight
+ * vpdpbusd against broadcast x dwords and one vpmulld by the column's
+ * 6-bit sub-block scale:
+ *
+ *   isc = sum_j sc_j isum_j,  imin = sum_j m_j xsum_j  (exact int32)
+ *   acc += (dx d) isc - (dx dmin) imin
+ *
+ * the plain kernel's float work in its order, so results are bitwise
+ * qgemm_scalar.c's. The plain kernel (qgemm_k_avx512.c) spends two
+ * instructions (vpmaddubsw + vpmaddwd) per 64 products and folds four
+ * groups per row; here one, and no fold. At mr <= 2 the transposes cost
+ * more than they save and the plain kernel runs (as for the 32-block
+ * types). Bounds: isum_j <= 32 * 31 * 127, |isc| < 2^30.
+ */
+#define EC_Q_VNNI 1
+#include "../qgemm_avx512.h"
+
+#include <string.h>
+
+#define QMRK 8 /* x rows per call (the registry's mr) */
+
+void ec_qgemm_q4_k_avx512(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                          float *y, size_t ldy);
+void ec_qgemm_q5_k_avx512(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                          float *y, size_t ldy);
+
+/* x's elements e..e+3 (one dword) in every lane */
+EC_INLINE __m512i xk_dword(const ec_act_q8_256 *xb, int e) {
+    int32_t v;
+    memcpy(&v, xb->q + e, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* byte b of every dword (a column's byte), zero-extended */
+EC_INLINE __m512i dword_byte(__m512i v, int b) {
+    return _mm512_and_si512(_mm512_srli_epi32(v, 8 * b), _mm512_set1_epi32(0xFF));
+}
+
+EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
+                        size_t ws, float *y, size_t ldy) {
+    const size_t bb = five ? 176 : 144, qs_at = five ? 48 : 16;
+    const __m512i nib = _mm512_set1_epi8(0x0F), six = _mm512_set1_epi32(0x3F3F3F3F);
+    const __m512i top2 = _mm512_set1_epi32(0x30303030), low4 = _mm512_set1_epi32(0x0F0F0F0F);
+    const __m512i even16 = _mm512_set1_epi32(0x00FF00FF), bit4 = _mm512_set1_epi8(0x10);
+    const uint8_t *p[QNR];
+    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
+    __m512 acc[QMRK];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / 256; b++) {
+        prefetch_ahead(w, ws, b, bb);
+        const size_t off = b * bb;
+        __m512i g[4], t[4];
+        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off);
+        transpose_dwords(g, t); /* d|dmin, scale bytes 0-3, 4-7, 8-11 */
+        const __m512 d = f16_low(t[0]), dmin = f16_high(t[0]);
+        const __m512i sc_lo = _mm512_and_si512(t[1], six);
+        const __m512i sc_hi =
+            _mm512_or_si512(_mm512_and_si512(t[3], low4), _mm512_and_si512(_mm512_srli_epi32(t[1], 2), top2));
+        const __m512i mn_lo = _mm512_and_si512(t[2], six);
+        const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(t[3], 4), low4),
+                                              _mm512_and_si512(_mm512_srli_epi32(t[2], 2), top2));
+        /* q5_k: qh bytes 0..31 of the columns in column order, as the codes */
+        __m512i qh[8];
+        if (five) {
+            for (int h = 0; h < 2; h++) {
+                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 16 + 16 * h);
+                transpose_dwords(g, qh + 4 * h);
+            }
+        }
+        __m512i isc[QMRK];
+        for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            /* the 32 code bytes of sub-blocks 2c (low nibbles) and 2c + 1 (high) */
+            __m512i packed[8];
+            for (int h = 0; h < 2; h++) {
+                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + qs_at + 32 * c + 16 * h);
+                transpose_dwords(g, packed + 4 * h);
+            }
+            for (int half = 0; half < 2; half++) {
+                const int sub = 2 * c + half; /* scales 0-3 in sc_lo, 4-7 in sc_hi, one per byte */
+                const __m512i scale = dword_byte(sub < 4 ? sc_lo : sc_hi, sub % 4);
+                __m512i wv[8];
+                for (int j = 0; j < 8; j++) {
+                    wv[j] = _mm512_and_si512(half ? _mm512_srli_epi16(packed[j], 4) : packed[j], nib);
+                    if (five) /* bit `sub` of qh[l]: bit 4 of element l of sub-block `sub` */
+                        wv[j] = _mm512_or_si512(
+                            wv[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[j], _mm512_set1_epi8((char)(1 << sub))),
+                                                         bit4));
+                }
+                for (size_t i = 0; i < mr; i++) {
+                    const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
+                    const int e = 32 * sub;
+                    __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+                    for (int j = 0; j < 8; j += 2) {
+                        even = _mm512_dpbusd_epi32(even, wv[j], xk_dword(xb, e + 4 * j));
+                        odd = _mm512_dpbusd_epi32(odd, wv[j + 1], xk_dword(xb, e + 4 * j + 4));
+                    }
+                    isc[i] = _mm512_add_epi32(isc[i], _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
+                }
+            }
+        }
+        /* mins as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) per dword (the plain kernel's) */
+        const __m512i e02 = _mm512_and_si512(mn_lo, even16), e13 = _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), even16);
+        const __m512i e46 = _mm512_and_si512(mn_hi, even16), e57 = _mm512_and_si512(_mm512_srli_epi32(mn_hi, 8), even16);
+        for (size_t i = 0; i < mr; i++) {
+            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
+            int xsum[8];
+            for (int j = 0; j < 8; j++) xsum[j] = xb->bsums[2 * j] + xb->bsums[2 * j + 1];
+#define PAIR16(a, c) _mm512_set1_epi32((int)(((uint32_t)(uint16_t)xsum[a]) | ((uint32_t)(uint16_t)xsum[c] << 16)))
+            __m512i imin = _mm512_madd_epi16(e02, PAIR16(0, 2));
+            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e13, PAIR16(1, 3)));
+            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e46, PAIR16(4, 6)));
+            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e57, PAIR16(5, 7)));
+#undef PAIR16
+            const __m512 xd = _mm512_set1_ps(xb->d);
+            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(xd, d), _mm512_cvtepi32_ps(isc[i])),
+                                           _mm512_mul_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin)));
+            acc[i] = _mm512_add_ps(acc[i], v);
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+/* one instantiation per mr, so the accumulators stay in registers */
+#define BY_MR_COLS(five, plain)                                                       \
+    switch (mr) {                                                                     \
+    case 1:                                                                           \
+    case 2: plain(k, mr, nr, x, xs, w, ws, y, ldy); break;                            \
+    case 3: k45_cols(five, 3, k, nr, x, xs, w, ws, y, ldy); break;                    \
+    case 4: k45_cols(five, 4, k, nr, x, xs, w, ws, y, ldy); break;                    \
+    case 5: k45_cols(five, 5, k, nr, x, xs, w, ws, y, ldy); break;                    \
+    case 6: k45_cols(five, 6, k, nr, x, xs, w, ws, y, ldy); break;                    \
+    case 7: k45_cols(five, 7, k, nr, x, xs, w, ws, y, ldy); break;                    \
+    default: k45_cols(five, 8, k, nr, x, xs, w, ws, y, ldy); break;                   \
+    }
+
+void ec_qgemm_q4_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                               float *y, size_t ldy) {
+    BY_MR_COLS(0, ec_qgemm_q4_k_avx512)
+}
+
+void ec_qgemm_q5_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                               float *y, size_t ldy) {
+    BY_MR_COLS(1, ec_qgemm_q5_k_avx512)
+}
