@@ -35,6 +35,7 @@ GEMM(q5_0, avx512_vnni)
 GEMM(q5_1, avx512_vnni)
 GEMM(q4_k, avx512_vnni)
 GEMM(q5_k, avx512_vnni)
+GEMM(q6_k, avx512_vnni)
 #endif
 void ec_dequant_f16_avx512(const void *w, float *out, size_t k);
 void ec_dequant_bf16_avx512(const void *w, float *out, size_t k);
@@ -53,6 +54,7 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 8, 16, NULL},
     {EC_WT_Q4_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_k_avx512_vnni, 8, 16, NULL},
     {EC_WT_Q5_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_k_avx512_vnni, 8, 16, NULL},
+    {EC_WT_Q6_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q6_k_avx512_vnni, 8, 16, NULL},
 #endif
 #ifdef EC_BUILD_AVX512_BF16
     /* variants that need AVX512-BF16 (sources in csrc/x86/avx512/bf16/) */

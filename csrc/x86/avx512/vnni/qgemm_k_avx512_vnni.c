@@ -1,5 +1,5 @@
 /*
- * gemm micro-kernels for q4_k and q5_k with AVX-512 VNNI, in column order
+ * gemm micro-kernels for q4_k, q5_k and q6_k with AVX-512 VNNI, in column order
  * (qgemm_avx512.h, read that first): up to 8 x rows per call. Per
  * super-block each 32-byte chunk of codes of the 16 columns is transposed
  * once into column order (register j: elements 4j..4j+3 of a sub-block,
@@ -127,6 +127,78 @@ EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x,
     for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
 }
 
+/* ---- q6_k ------------------------------------------------------------------
+ * Codes u = q + 32 (unsigned 6-bit), 16 sub-blocks of 16 elements with int8
+ * scales. Per super-block the 16 columns' scales are transposed once (byte
+ * g of dword g / 4: sub-block g); per (half h, 16-byte step kk) the low-bit
+ * streams a, bq and the high bits hb are transposed, and the four 16-element
+ * sub-blocks they hold are rebuilt in column order. Per x row a sub-block
+ * is four vpdpbusd, started from -32 bsums_g (the offset, exact), and one
+ * vpmulld by its scale: isc = sum_g sc_g (sum u x - 32 bsums_g), the plain
+ * kernel's integer, then its float work. |isc| < 2^28. */
+EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                        float *y, size_t ldy) {
+    const __m512i nib = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
+    const uint8_t *p[QNR];
+    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
+    __m512 acc[QMRK];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / 256; b++) {
+        prefetch_ahead(w, ws, b, 210);
+        const size_t off = b * 210;
+        __m512i g[4], sc[4];
+        /* d: bytes 208-209, the high half of dword 3 of the 16 bytes at 194 */
+        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 194);
+        const __m512 d = f16_high(
+            _mm512_unpackhi_epi64(_mm512_unpackhi_epi32(g[0], g[1]), _mm512_unpackhi_epi32(g[2], g[3])));
+        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 192);
+        transpose_dwords(g, sc); /* dword of column c in sc[j]: its scales 4j..4j+3 */
+        __m512i isc[QMRK];
+        for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++)
+            for (int kk = 0; kk < 2; kk++) {
+                __m512i a[4], bq[4], hb[4];
+                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 16 * kk);
+                transpose_dwords(g, a);
+                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 32 + 16 * kk);
+                transpose_dwords(g, bq);
+                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 128 + 32 * h + 16 * kk);
+                transpose_dwords(g, hb);
+                for (int s = 0; s < 4; s++) {
+                    const int grp = 8 * h + 2 * s + kk; /* elements 16 grp .. 16 grp + 15 */
+                    /* its int8 scale, sign-extended per column: (u ^ 128) - 128 */
+                    const __m512i m128 = _mm512_set1_epi32(0x80);
+                    const __m512i scale =
+                        _mm512_sub_epi32(_mm512_xor_si512(dword_byte(sc[grp / 4], grp % 4), m128), m128);
+                    __m512i u[4];
+                    for (int j = 0; j < 4; j++) {
+                        const __m512i lo = s & 1 ? bq[j] : a[j];
+                        const __m512i low = _mm512_and_si512(s < 2 ? lo : _mm512_srli_epi16(lo, 4), nib);
+                        const __m512i high = 2 * s < 4 ? _mm512_slli_epi16(hb[j], 4 - 2 * s)
+                                                       : _mm512_srli_epi16(hb[j], 2 * s - 4);
+                        u[j] = _mm512_or_si512(low, _mm512_and_si512(high, two));
+                    }
+                    for (size_t i = 0; i < mr; i++) {
+                        const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
+                        __m512i even = _mm512_set1_epi32(-32 * xb->bsums[grp]), odd = _mm512_setzero_si512();
+                        even = _mm512_dpbusd_epi32(even, u[0], xk_dword(xb, 16 * grp));
+                        odd = _mm512_dpbusd_epi32(odd, u[1], xk_dword(xb, 16 * grp + 4));
+                        even = _mm512_dpbusd_epi32(even, u[2], xk_dword(xb, 16 * grp + 8));
+                        odd = _mm512_dpbusd_epi32(odd, u[3], xk_dword(xb, 16 * grp + 12));
+                        isc[i] = _mm512_add_epi32(isc[i], _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
+                    }
+                }
+            }
+        for (size_t i = 0; i < mr; i++) {
+            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
+            acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(xb->d), d),
+                                                         _mm512_cvtepi32_ps(isc[i])));
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
 /* one instantiation per mr, so the accumulators stay in registers */
 #define BY_MR_COLS(five, plain)                                                       \
     switch (mr) {                                                                     \
@@ -148,4 +220,18 @@ void ec_qgemm_q4_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, si
 void ec_qgemm_q5_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
                                float *y, size_t ldy) {
     BY_MR_COLS(1, ec_qgemm_q5_k_avx512)
+}
+
+void ec_qgemm_q6_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
+                               float *y, size_t ldy) {
+    switch (mr) {
+    case 1: q6k_cols(1, k, nr, x, xs, w, ws, y, ldy); break;
+    case 2: q6k_cols(2, k, nr, x, xs, w, ws, y, ldy); break;
+    case 3: q6k_cols(3, k, nr, x, xs, w, ws, y, ldy); break;
+    case 4: q6k_cols(4, k, nr, x, xs, w, ws, y, ldy); break;
+    case 5: q6k_cols(5, k, nr, x, xs, w, ws, y, ldy); break;
+    case 6: q6k_cols(6, k, nr, x, xs, w, ws, y, ldy); break;
+    case 7: q6k_cols(7, k, nr, x, xs, w, ws, y, ldy); break;
+    default: q6k_cols(8, k, nr, x, xs, w, ws, y, ldy); break;
+    }
 }
