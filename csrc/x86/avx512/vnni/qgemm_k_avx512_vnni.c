@@ -13,9 +13,11 @@
  * the plain kernel's float work in its order, so results are bitwise
  * qgemm_scalar.c's. The plain kernel (qgemm_k_avx512.c) spends two
  * instructions (vpmaddubsw + vpmaddwd) per 64 products and folds four
- * groups per row; here one, and no fold. At mr <= 2 the transposes cost
- * more than they save and the plain kernel runs (as for the 32-block
- * types). Bounds: isum_j <= 32 * 31 * 127, |isc| < 2^30.
+ * groups per row; here one, and no fold. For q4_k/q5_k at mr <= 2 the
+ * transposes cost more than they save and the plain kernel runs (as for
+ * the 32-block types); q6_k (below) measured the same as its plain kernel
+ * at mr = 1 and runs in column order throughout. Bounds: isum_j <= 32 * 31
+ * * 127, |isc| < 2^30.
  */
 #define EC_Q_VNNI 1
 #include "../qgemm_avx512.h"
