@@ -218,20 +218,27 @@ EC_INLINE __m512i block_isum_groups(int t, const qblock16 *q, const ec_act_q8_32
     return reduce_groups(part);
 }
 
+#if EC_Q_VNNI
+/* init + sum_j w[j] . x's dword j, per column: two chains of multiply-adds
+ * (the x rows are independent work for the out-of-order core; more chains
+ * only cost adds) */
+EC_INLINE __m512i dot_cols(__m512i init, const qblock16 *q, const ec_act_q8_32 *xb) {
+    __m512i even = init, odd = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j += 2) {
+        even = _mm512_dpbusd_epi32(even, q->w[j], x_dword(xb, j));
+        odd = _mm512_dpbusd_epi32(odd, q->w[j + 1], x_dword(xb, j + 1));
+    }
+    return _mm512_add_epi32(even, odd);
+}
+#endif
+
 /* Column order: x's dword j broadcast against w[j]; sums already in column
- * order. Two chains of multiply-adds per x row (the rows are independent
- * work for the out-of-order core; more chains only cost adds). */
+ * order. */
 EC_INLINE __m512i block_isum_cols(int t, const qblock16 *q, const ec_act_q8_32 *xb) {
     const __m512i zero = _mm512_setzero_si512();
     if (t == QT_Q8_0) {
 #if EC_Q_VNNI
-        /* (w + 128) x, less 128 sum(x) */
-        __m512i even = _mm512_set1_epi32(-128 * xb->sum), odd = zero;
-        for (int j = 0; j < 8; j += 2) {
-            even = _mm512_dpbusd_epi32(even, q->w[j], x_dword(xb, j));
-            odd = _mm512_dpbusd_epi32(odd, q->w[j + 1], x_dword(xb, j + 1));
-        }
-        return _mm512_add_epi32(even, odd);
+        return dot_cols(_mm512_set1_epi32(-128 * xb->sum), q, xb); /* (w + 128) x, less 128 sum(x) */
 #else
         /* |w| x (x with w's sign) */
         __m512i part[2] = {zero, zero};
@@ -244,12 +251,7 @@ EC_INLINE __m512i block_isum_cols(int t, const qblock16 *q, const ec_act_q8_32 *
 #endif
     }
 #if EC_Q_VNNI
-    __m512i even = zero, odd = zero;
-    for (int j = 0; j < 8; j += 2) {
-        even = _mm512_dpbusd_epi32(even, q->w[j], x_dword(xb, j));
-        odd = _mm512_dpbusd_epi32(odd, q->w[j + 1], x_dword(xb, j + 1));
-    }
-    return _mm512_add_epi32(even, odd);
+    return dot_cols(zero, q, xb);
 #else
     /* 4- and 5-bit codes: eight products <= 8 * 31 * 127 per int16 pair sum */
     __m512i pairs[2];

@@ -19,6 +19,7 @@
  */
 #define EC_Q_VNNI 0
 #include "qgemm_avx512.h"
+#include "qgemm_k_avx512.h"
 
 /* Byte `b` of every dword r of v's lanes (v in column order) as int16 in
  * group r's lanes: lane l of group r is column 4 l + r = dword r of lane l. */
@@ -39,9 +40,7 @@ EC_INLINE __m512i fold_halves(__m512i a, __m512i b) {
 EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
                         size_t ws, float *y, size_t ldy) {
     const size_t bb = five ? 176 : 144, qs_at = five ? 48 : 16;
-    const __m512i nib = _mm512_set1_epi8(0x0F), six = _mm512_set1_epi32(0x3F3F3F3F);
-    const __m512i top2 = _mm512_set1_epi32(0x30303030), low4 = _mm512_set1_epi32(0x0F0F0F0F);
-    const __m512i even16 = _mm512_set1_epi32(0x00FF00FF), bit4 = _mm512_set1_epi8(0x10);
+    const __m512i nib = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
     const uint8_t *p[QNR];
     for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
     __m512 acc[QMR];
@@ -49,15 +48,8 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
     for (size_t b = 0; b < k / 256; b++) {
         prefetch_ahead(w, ws, b, bb); /* as for the 32-block types */
         const size_t off = b * bb;
-        __m512i hdr[4], t[4];
-        for (int r = 0; r < 4; r++) hdr[r] = load_group(p, r, off);
-        transpose_dwords(hdr, t); /* d|dmin, scale bytes 0-3, 4-7, 8-11 */
-        const __m512 d = f16_low(t[0]), dmin = f16_high(t[0]);
-        const __m512i sc_lo = _mm512_and_si512(t[1], six);
-        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(t[3], low4), _mm512_and_si512(_mm512_srli_epi32(t[1], 2), top2));
-        const __m512i mn_lo = _mm512_and_si512(t[2], six);
-        const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(t[3], 4), low4),
-                                              _mm512_and_si512(_mm512_srli_epi32(t[2], 2), top2));
+        k45_header hd;
+        k45_unpack(p, off, &hd);
         __m512i half[2][QMR];
         for (int pair = 0; pair < 2; pair++) {
             __m512i g[2][QMR];
@@ -81,7 +73,7 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
                         hi1 = _mm512_or_si512(hi1, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(h1, hi_bit), bit4));
                     }
                     /* sub-blocks 2c and 2c + 1: scales 0-3 in sc_lo, 4-7 in sc_hi */
-                    const __m512i src = c < 2 ? sc_lo : sc_hi;
+                    const __m512i src = c < 2 ? hd.sc_lo : hd.sc_hi;
                     const __m512i s_lo = group_u8_to_i16(src, 4 * r + (2 * c) % 4);
                     const __m512i s_hi = group_u8_to_i16(src, 4 * r + (2 * c) % 4 + 1);
                     for (size_t i = 0; i < mr; i++) {
@@ -97,25 +89,9 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
             }
             for (size_t i = 0; i < mr; i++) half[pair][i] = fold_pair(g[0][i], g[1][i]);
         }
-        /* mins as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) per dword */
-        const __m512i e02 = _mm512_and_si512(mn_lo, even16), e13 = _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), even16);
-        const __m512i e46 = _mm512_and_si512(mn_hi, even16), e57 = _mm512_and_si512(_mm512_srli_epi32(mn_hi, 8), even16);
-        for (size_t i = 0; i < mr; i++) {
-            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
-            int xsum[8];
-            for (int j = 0; j < 8; j++) xsum[j] = xb->bsums[2 * j] + xb->bsums[2 * j + 1];
-#define PAIR16(a, c) _mm512_set1_epi32((int)(((uint32_t)(uint16_t)xsum[a]) | ((uint32_t)(uint16_t)xsum[c] << 16)))
-            __m512i imin = _mm512_madd_epi16(e02, PAIR16(0, 2));
-            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e13, PAIR16(1, 3)));
-            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e46, PAIR16(4, 6)));
-            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(e57, PAIR16(5, 7)));
-#undef PAIR16
-            const __m512i isc = fold_halves(half[0][i], half[1][i]);
-            const __m512 xd = _mm512_set1_ps(xb->d);
-            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(xd, d), _mm512_cvtepi32_ps(isc)),
-                                           _mm512_mul_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin)));
-            acc[i] = _mm512_add_ps(acc[i], v);
-        }
+        for (size_t i = 0; i < mr; i++)
+            acc[i] = k45_row(&hd, fold_halves(half[0][i], half[1][i]),
+                             (const ec_act_q8_256 *)((const char *)x + i * xs) + b, acc[i]);
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
     for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
