@@ -78,13 +78,17 @@ print(json.dumps({"prefill_tps": float(np.median(prefill)), "decode_tps": float(
 
 # ---- sources ----------------------------------------------------------------
 
-def _save_dir(path: Path, tensors: dict, config: dict) -> Path:
+def _save_dir(path: Path, tensors: dict, config: dict, tokenizer=None) -> Path:
+    """tokenizer: a `tokenizers.Tokenizer` to save (default: the small one below)."""
     from edgecore.weights import save_safetensors
 
     path.mkdir(parents=True, exist_ok=True)
     save_safetensors(path / "model.safetensors", tensors)
     (path / "config.json").write_text(json.dumps(config))
-    _save_tokenizer(path)
+    if tokenizer is None:
+        _save_tokenizer(path)
+    else:
+        tokenizer.save(str(path / "tokenizer.json"))
     return path
 
 
@@ -153,8 +157,10 @@ def build_llama_125m(path: Path) -> Path:
 def build_smollm2(path: Path, gguf_path: Path) -> Path:
     """The shipped GGUF dequantized (edgecore's dequantizer, bit for bit
     gguf's) into a Hugging Face F32 directory: llama.cpp's Q/K row order
-    undone, the tied embedding kept tied."""
+    undone, the tied embedding kept tied, the model's own tokenizer (so the
+    requantized files are SmolLM2 in text too, not only in shape)."""
     from edgecore import ops
+    from edgecore.models.tokenizer_gguf import tokenizer_from_gguf
     from edgecore.weights import load_gguf
 
     f = load_gguf(gguf_path)
@@ -191,8 +197,9 @@ def build_smollm2(path: Path, gguf_path: Path) -> Path:
               "rms_norm_eps": m["llama.attention.layer_norm_rms_epsilon"], "rope_theta": m["llama.rope.freq_base"],
               "tie_word_embeddings": "output.weight" not in f, "bos_token_id": m.get("tokenizer.ggml.bos_token_id"),
               "eos_token_id": m.get("tokenizer.ggml.eos_token_id")}
+    tokenizer = tokenizer_from_gguf(m, str(gguf_path)).backend
     f.close()
-    return _save_dir(path, t, config)
+    return _save_dir(path, t, config, tokenizer)
 
 
 # ---- measurements -----------------------------------------------------------

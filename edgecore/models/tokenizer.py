@@ -76,6 +76,11 @@ class HFTokenizer:
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self.chat_template = ChatTemplate(chat_template, source) if chat_template else None
 
+    @property
+    def backend(self):
+        """The `tokenizers.Tokenizer` this wraps (e.g. to save it as tokenizer.json)."""
+        return self._tok
+
     # ---- ids -------------------------------------------------------------
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:

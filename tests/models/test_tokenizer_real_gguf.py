@@ -130,3 +130,16 @@ def test_chat_template_ids_equal_apply_chat_template(pair):
 def test_eos_ids(pair):
     name, _, _, metadata = pair
     assert gguf_eos_token_ids(metadata) == (metadata["tokenizer.ggml.eos_token_id"],)
+
+
+def test_saved_backend_reloads_to_the_same_ids(pair, reference, tmp_path):
+    """`backend` is the tokenizers.Tokenizer itself: saved as tokenizer.json
+    (as bench_quant does for its requantized SmolLM2) it encodes the corpus
+    as transformers does, without the wrapper."""
+    from tokenizers import Tokenizer
+
+    name, mine, _, _ = pair
+    mine.backend.save(str(tmp_path / "tokenizer.json"))
+    reloaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    bad = [t for t in corpus()[:100] if reloaded.encode(t).ids != reference(t)["input_ids"]]
+    assert not bad, f"{name}: {len(bad)} strings differ after a save and reload, first: {bad[0]!r}"
