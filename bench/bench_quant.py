@@ -10,7 +10,10 @@ as Hugging Face F32 directories, and the real SmolLM2-135M-Instruct
 Q4_1 file is dequantized into such a directory and also benchmarked as
 shipped ("orig"). Every GGUF file is written by `edgecore quantize` (the
 output head and embedding in the same type) and measured, then deleted, so
-disk use stays at one model.
+disk use stays at one model; except --types q4_k_m, the k-quant mix most
+GGUF users run, which llama.cpp's own `llama-quantize` makes from our f32
+GGUF (needs that binary beside llama-bench; a model whose width is not a
+multiple of 256, as SmolLM2's 576, gets Q5_0 where k-quants do not fit).
 
 Per file, thread count and activation precision (--act: q8x2, the engine's
 default, and/or q8; llama.cpp's own is q8), each in a fresh process: prefill of a
@@ -27,7 +30,8 @@ its prefill, tg128 at depth 128 its decode after a 128-token prompt. Columns
 it could not fill say "not measured". Writes bench/results/quant.json (--out NAME:
 NAME.json; quant-avx512.json is a run on an AVX-512 Xeon, quant.json on AMD Zen 3,
 quant-zen4.json on AMD Zen 4, quant-smollm2-zen4-act.json SmolLM2 there with both
-activation precisions: --models smollm2 --types q8_0,q4_0 --act q8x2,q8).
+activation precisions: --models smollm2 --types q8_0,q4_0 --act q8x2,q8, and
+quant-smollm2-q4km-zen4.json the same with --types q4_k_m).
 """
 
 from __future__ import annotations
@@ -49,6 +53,29 @@ from common import compare, real_model, table, write_json  # noqa: E402
 
 MiB = 1 << 20
 LLAMA_BIN = Path(os.environ.get("LLAMA_CPP_BIN", "/work/llamacpp/bin"))
+# mixes `edgecore quantize` does not write: llama.cpp's llama-quantize makes
+# them from our f32 GGUF of the same model (name -> its type argument)
+LLAMA_MADE = {"q4_k_m": "Q4_K_M"}
+
+
+def llama_quantize(src_dir: Path, out: Path, kind: str) -> str | None:
+    """out as llama.cpp's `llama-quantize` makes it (via an f32 GGUF that
+    `edgecore quantize` writes); None, or why it could not be made."""
+    from edgecore.quantize import quantize_model
+
+    tool = LLAMA_BIN / "llama-quantize"
+    if not tool.exists():
+        return f"no llama-quantize at {tool} (build that target of llama.cpp)"
+    f32 = out.with_suffix(".f32.gguf")
+    quantize_model(src_dir, f32, "f32", force=True)
+    try:
+        r = subprocess.run([str(tool), str(f32), str(out), kind, "2"], capture_output=True, text=True)
+    finally:
+        f32.unlink()
+    if r.returncode != 0:
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        return f"llama-quantize exited {r.returncode}: {lines[-1] if lines else ''}"
+    return None
 
 CHILD = r"""
 import json, sys
@@ -222,6 +249,14 @@ def stream_read_bandwidth(n_threads: int, nbytes: int = 256 * MiB, rounds: int =
     return buf.nbytes / times[best], best
 
 
+def tensor_types(path: Path) -> set[str]:
+    """The weight types of the file's tensors (lower case, as ops names them)."""
+    from edgecore.weights import load_gguf
+
+    with load_gguf(path) as f:
+        return {f.info(n).dtype.lower() for n in f}
+
+
 def bytes_per_token(path: Path) -> int:
     """Weight bytes one decode step reads: all tensors except the embedding
     tables (one row each; a tied embedding is read whole as the head)."""
@@ -325,6 +360,7 @@ def main():
         print(f"streaming read bandwidth, {n} thread(s): {bw / 1e9:.1f} GB/s ({probe})", flush=True)
 
     rows = []
+    ran: set[str] = set()  # the weight types of every file measured
     builders = {"gpt2-small": build_gpt2_small, "llama-125m": build_llama_125m, "smollm2": None}
     try:
         for model in args.models.split(","):
@@ -346,9 +382,16 @@ def main():
                 q_s = None
                 if made:
                     t0 = time.perf_counter()
-                    quantize_model(src_dir, path, wtype, force=True)
+                    if wtype in LLAMA_MADE:
+                        why = llama_quantize(src_dir, path, LLAMA_MADE[wtype])
+                        if why:
+                            print(f"{model} {wtype}: not measured: {why}", flush=True)
+                            continue
+                    else:
+                        quantize_model(src_dir, path, wtype, force=True)
                     q_s = time.perf_counter() - t0
                 per_token = bytes_per_token(path)
+                ran |= tensor_types(path)
                 for n in thread_counts:
                     b = llama_cpp(path, n, args.prompt, args.new)
                     for act in acts:
@@ -392,7 +435,7 @@ def main():
         print(f"edgecore not measured: {next(r['ours']['error'] for r in rows if 'error' in r['ours'])}")
     from edgecore import ops
 
-    kernels = {t: ops.kernel_dispatch(t) for t in types if t != "f32"}  # which micro-kernels ran each type
+    kernels = {t: ops.kernel_dispatch(t) for t in sorted(ran - {"f32"})}  # which micro-kernels ran each type
     print("kernels: " + "; ".join(f"{t} gemm {k['gemm']}" for t, k in kernels.items()))
     payload = {"rows": rows, "kernels": kernels, "bandwidth_Bps": {n: v[0] for n, v in bandwidth.items()},
                "bandwidth_probe": {n: v[1] for n, v in bandwidth.items()}, "prompt": args.prompt, "new": args.new,
