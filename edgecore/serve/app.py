@@ -164,11 +164,8 @@ class Api:
         events: asyncio.Queue = asyncio.Queue()
         aio = asyncio.get_running_loop()
 
-        def sink(event: tuple) -> None:  # engine thread -> this request's queue
-            try:
-                aio.call_soon_threadsafe(events.put_nowait, event)
-            except RuntimeError:  # the event loop has closed (shutdown): nobody is listening
-                pass
+        def sink(event: tuple) -> None:  # engine thread -> this request's queue, at the end of the tick
+            self.loop.outbox.put(aio, events.put_nowait, event)
 
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         job = await anyio.to_thread.run_sync(self._job, rid, req, chat, sink, created)

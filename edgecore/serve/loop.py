@@ -5,7 +5,8 @@ sampling, detokenizing), never on the HTTP event loop. The HTTP side talks
 to it through a queue of commands (submit, cancel, stop) that the thread
 reads between ticks, so a cancelled request leaves the scheduler, and its
 pages the pool, before the next step. Idle, the thread sleeps on that
-queue.
+queue. The other way, every event of a tick (tokens, ends) goes to the HTTP
+side in one hand-over when the tick ends (serve/outbox.py).
 
 The scheduler runs in on_demand mode on the engine's own page allocator:
 pages are taken as tokens are stored, and under KV pressure the latest
@@ -29,6 +30,7 @@ from edgecore.scheduler import ON_DEMAND, Request, Scheduler, SchedulerConfig
 from .executor import EngineExecutor
 from .job import Job
 from .metrics import Metrics
+from .outbox import Outbox
 
 LOADING, READY, FAILED, STOPPED = "loading", "ready", "failed", "stopped"
 
@@ -55,6 +57,7 @@ class EngineLoop:
         self._lock = threading.Lock()
         self._waiting = 0  # submitted, never admitted (what the queue limit counts)
         self._jobs: dict[str, Job] = {}  # unfinished, submitted to the scheduler
+        self.outbox = Outbox()  # the jobs' events, handed to the HTTP side after each tick and command batch
         self._preemptions = 0  # of schedulers replaced after a failed step
         self._thread = threading.Thread(target=self._run, name="edgecore-engine", daemon=True)
 
@@ -126,11 +129,14 @@ class EngineLoop:
         self.loaded.set()
         try:
             while self._commands(block=not self._jobs):
+                self.outbox.flush()  # what the commands ended (cancelled jobs)
                 if self._jobs:
                     self._tick()
+                    self.outbox.flush()
         finally:
             for job in list(self._jobs.values()):
                 self._end(job, "cancelled", error=(503, "the server is shutting down"))
+            self.outbox.flush()
             self.status = STOPPED
             engine.close()
 
