@@ -132,7 +132,7 @@ class EngineLoop:
                 self.outbox.flush()  # what the commands ended (cancelled jobs)
                 if self._jobs:
                     self._tick()
-                    self.outbox.flush()
+                    self.outbox.flush()  # a tick flushes its own events; this covers a failed step's
         finally:
             for job in list(self._jobs.values()):
                 self._end(job, "cancelled", error=(503, "the server is shutting down"))
@@ -202,7 +202,8 @@ class EngineLoop:
             state = states[rid]
             self._end(self._jobs[rid], "rejected", error=(400, f"rejected ({state.reject_reason}): "
                                                           f"{state.reject_detail}"), reason=state.reject_reason)
-        self.metrics.tick(now - t0, self.executor.sampled, now)
+        self.outbox.flush()  # part of the tick's time: the hand-over is the server's own work
+        self.metrics.tick(time.perf_counter() - t0, self.executor.sampled, now)
 
     def _end(self, job: Job, outcome: str, error: tuple[int, str] | None = None, reason: str | None = None) -> None:
         """Finish a job that did not complete: tell its client, count it."""
