@@ -49,6 +49,9 @@ class EdgecoreServer:
         self.metrics = Metrics()
         self.loop = EngineLoop(load, max_batch=max_batch, max_queue=max_queue, metrics=self.metrics)
         self.sock = sock
+        # read now: a server whose model fails to load stops and closes the
+        # socket, and a caller asking for the port after that must still get it
+        self._port = sock.getsockname()[1]
         self.shutdown_timeout = shutdown_timeout
         app = create_app(self.loop, model_id, api_key=api_key, max_body=max_body, lifespan=self._lifespan)
         config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=shutdown_timeout,
@@ -57,7 +60,7 @@ class EdgecoreServer:
 
     @property
     def port(self) -> int:
-        return self.sock.getsockname()[1]
+        return self._port
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):

@@ -201,3 +201,16 @@ def test_a_batch_wider_than_a_step_fails_the_load_with_a_reason():
     with serving(paged_loader("demo", pages=16, step_tokens=4), max_batch=4, wait_ready=False) as (srv, url):
         assert srv.loop.loaded.wait(60)
         assert srv.loop.status == "failed" and "step_tokens (4) must exceed the max batch (4)" in srv.loop.error
+
+
+def test_the_port_is_known_after_a_failed_load_closed_the_socket():
+    """A model that fails to load stops the server, which closes its socket:
+    asking for the port then (as the test above may, on a slow host) must
+    not raise EBADF."""
+    from edgecore.serve.server import EdgecoreServer, bind
+
+    sock = bind("127.0.0.1", 0)
+    server = EdgecoreServer(lambda: None, "demo", sock)
+    port = sock.getsockname()[1]
+    sock.close()
+    assert server.port == port
