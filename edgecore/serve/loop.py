@@ -132,7 +132,6 @@ class EngineLoop:
                 self.outbox.flush()  # what the commands ended (cancelled jobs)
                 if self._jobs:
                     self._tick()
-                    self.outbox.flush()  # a tick flushes its own events; this covers a failed step's
         finally:
             for job in list(self._jobs.values()):
                 self._end(job, "cancelled", error=(503, "the server is shutting down"))
@@ -185,6 +184,7 @@ class EngineLoop:
             record = self.scheduler.step()
         except Exception as exc:
             self._step_failed(exc)
+            self.outbox.flush()  # the 500s of every request in flight
             return
         now = time.perf_counter()
         for rid in record.admitted:

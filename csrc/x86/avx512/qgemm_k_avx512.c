@@ -101,7 +101,6 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
 
 EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
                         float *y, size_t ldy) {
-    const __m512i nib = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     const uint8_t *p[QNR];
     for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
     __m512 acc[QMR];
@@ -109,12 +108,7 @@ EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs
     for (size_t b = 0; b < k / 256; b++) {
         prefetch_ahead(w, ws, b, 210);
         const size_t off = b * 210;
-        /* d: bytes 208-209, the high half of dword 3 of a load at 194 */
-        __m512i tail[4];
-        for (int r = 0; r < 4; r++) tail[r] = load_group(p, r, off + 194);
-        const __m512i dw3 =
-            _mm512_unpackhi_epi64(_mm512_unpackhi_epi32(tail[0], tail[1]), _mm512_unpackhi_epi32(tail[2], tail[3]));
-        const __m512 d = f16_high(dw3);
+        const __m512 d = q6k_d(p, off);
         __m512i half[2][QMR];
         for (int pair = 0; pair < 2; pair++) {
             __m512i g[2][QMR];
@@ -138,11 +132,7 @@ EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs
                         const __m512i bq = load_group(p, r, off + 64 * h + 32 + 16 * kk);
                         const __m512i hb = load_group(p, r, off + 128 + 32 * h + 16 * kk);
                         __m512i u[4];
-                        u[0] = _mm512_or_si512(_mm512_and_si512(a, nib), _mm512_and_si512(_mm512_slli_epi16(hb, 4), two));
-                        u[1] = _mm512_or_si512(_mm512_and_si512(bq, nib), _mm512_and_si512(_mm512_slli_epi16(hb, 2), two));
-                        u[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), nib), _mm512_and_si512(hb, two));
-                        u[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bq, 4), nib),
-                                               _mm512_and_si512(_mm512_srli_epi16(hb, 2), two));
+                        for (int s = 0; s < 4; s++) u[s] = q6k_code(a, bq, hb, s);
                         for (int s = 0; s < 4; s++) {
                             const int grp = 8 * h + 2 * s + kk; /* elements 128 h + 32 s + 16 kk .. + 15 */
                             const __m512i scale = _mm512_srai_epi16(

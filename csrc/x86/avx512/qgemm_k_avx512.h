@@ -1,9 +1,10 @@
 /*
- * What the q4_k/q5_k avx512 kernels share (the plain group-order kernel,
- * qgemm_k_avx512.c, and the VNNI column-order one,
- * vnni/qgemm_k_avx512_vnni.c): the super-block header of 16 columns
- * unpacked in column order, and the per-row float work on the exact
- * integer sums, in the scalar kernel's order. Include after qgemm_avx512.h.
+ * What the avx512 k-quant kernels share (the plain group-order ones,
+ * qgemm_k_avx512.c, and the VNNI column-order ones,
+ * vnni/qgemm_k_avx512_vnni.c): for q4_k/q5_k the super-block header of 16
+ * columns unpacked in column order and the per-row float work on the exact
+ * integer sums, in the scalar kernel's order; for q6_k the scale d and the
+ * rebuilt 6-bit codes. Include after qgemm_avx512.h.
  */
 #ifndef EDGECORE_QGEMM_K_AVX512_H
 #define EDGECORE_QGEMM_K_AVX512_H
@@ -49,6 +50,26 @@ EC_INLINE __m512 k45_row(const k45_header *h, __m512i isc, const ec_act_q8_256 *
     const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(xd, h->d), _mm512_cvtepi32_ps(isc)),
                                    _mm512_mul_ps(_mm512_mul_ps(xd, h->dmin), _mm512_cvtepi32_ps(imin)));
     return _mm512_add_ps(acc, v);
+}
+
+/* q6_k: the 16 columns' d (bytes 208-209: the high half of dword 3 of the
+ * 16 bytes at 194) as float */
+EC_INLINE __m512 q6k_d(const uint8_t *const *p, size_t off) {
+    __m512i g[4];
+    for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 194);
+    return f16_high(_mm512_unpackhi_epi64(_mm512_unpackhi_epi32(g[0], g[1]), _mm512_unpackhi_epi32(g[2], g[3])));
+}
+
+/* q6_k: stream s (0..3) of the codes u = q + 32 held by the low bits a
+ * (ql[l]), bq (ql[l + 32]) and the high bits hb (qh[l]) of one half: s = 0
+ * low nibbles of a, 1 of bq, 2 high nibbles of a, 3 of bq, each with bits
+ * 2s, 2s + 1 of hb on top. Bytewise, in whatever order the lanes hold. */
+EC_INLINE __m512i q6k_code(__m512i a, __m512i bq, __m512i hb, int s) {
+    const __m512i nib = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
+    const __m512i lo = s & 1 ? bq : a;
+    const __m512i low = _mm512_and_si512(s < 2 ? lo : _mm512_srli_epi16(lo, 4), nib);
+    const __m512i high = 2 * s < 4 ? _mm512_slli_epi16(hb, 4 - 2 * s) : _mm512_srli_epi16(hb, 2 * s - 4);
+    return _mm512_or_si512(low, _mm512_and_si512(high, two));
 }
 
 #endif /* EDGECORE_QGEMM_K_AVX512_H */

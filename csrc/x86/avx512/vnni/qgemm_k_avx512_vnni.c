@@ -116,7 +116,6 @@ EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x,
  * kernel's integer, then its float work. |isc| < 2^28. */
 EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
                         float *y, size_t ldy) {
-    const __m512i nib = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     const uint8_t *p[QNR];
     for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
     __m512 acc[QMRK];
@@ -124,11 +123,8 @@ EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs
     for (size_t b = 0; b < k / 256; b++) {
         prefetch_ahead(w, ws, b, 210);
         const size_t off = b * 210;
+        const __m512 d = q6k_d(p, off);
         __m512i g[4], sc[4];
-        /* d: bytes 208-209, the high half of dword 3 of the 16 bytes at 194 */
-        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 194);
-        const __m512 d = f16_high(
-            _mm512_unpackhi_epi64(_mm512_unpackhi_epi32(g[0], g[1]), _mm512_unpackhi_epi32(g[2], g[3])));
         for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 192);
         transpose_dwords(g, sc); /* dword of column c in sc[j]: its scales 4j..4j+3 */
         __m512i isc[QMRK];
@@ -149,13 +145,7 @@ EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs
                     const __m512i scale =
                         _mm512_sub_epi32(_mm512_xor_si512(dword_byte(sc[grp / 4], grp % 4), m128), m128);
                     __m512i u[4];
-                    for (int j = 0; j < 4; j++) {
-                        const __m512i lo = s & 1 ? bq[j] : a[j];
-                        const __m512i low = _mm512_and_si512(s < 2 ? lo : _mm512_srli_epi16(lo, 4), nib);
-                        const __m512i high = 2 * s < 4 ? _mm512_slli_epi16(hb[j], 4 - 2 * s)
-                                                       : _mm512_srli_epi16(hb[j], 2 * s - 4);
-                        u[j] = _mm512_or_si512(low, _mm512_and_si512(high, two));
-                    }
+                    for (int j = 0; j < 4; j++) u[j] = q6k_code(a[j], bq[j], hb[j], s);
                     for (size_t i = 0; i < mr; i++) {
                         const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
                         __m512i even = _mm512_set1_epi32(-32 * xb->bsums[grp]), odd = _mm512_setzero_si512();
