@@ -4,11 +4,12 @@
 
 For each model and context length (tokens already in the KV cache before
 decoding), runs `steps` single-token engine.step calls four times: as the
-engine runs them (llama layers as one ops.DecoderBlock call each), plain
-(step time, tok/s) and timed, then op by op (the DecoderBlocks set aside,
-every layer through the Python layers: the path before the block), plain
-and timed. Timed: every ops kernel entry point and every DecoderBlock.run
-wrapped in a timer; a run's time, less what its per-step argument checks
+engine runs them (consecutive resident llama layers as one
+ops.DecoderStack call, other llama layers one ops.DecoderBlock call each),
+plain (step time, tok/s) and timed, then op by op (the stacks and blocks
+set aside, every layer through the Python layers: the path before the
+block), plain and timed. Timed: every ops kernel entry point and every
+DecoderStack/DecoderBlock run wrapped in a timer; a run's time, less what its per-step argument checks
 cost (measured apart: a run with no rows does every check and no kernel),
 is kernel time. The out-of-kernel share is 1 - kernel / step time within
 each timed step (the median over steps: robust to other processes'
@@ -88,29 +89,34 @@ def kernel_threads(n: int):
         ops.set_num_threads(before)
 
 
-class _TimedBlock:
-    """A DecoderBlock whose run() is timed (the C block plus its per-step
-    argument checks; the checks' own cost is measured apart: block_check_cost)."""
+class _TimedRun:
+    """A DecoderBlock or DecoderStack whose run() is timed: the C call, less
+    what its per-step argument checks cost (`check`, measured apart:
+    run_check_cost), counts as kernel time."""
 
-    def __init__(self, block, seconds: Counter, calls: Counter):
-        self.block, self.seconds, self.calls = block, seconds, calls
+    def __init__(self, inner, name: str, check: float, seconds: Counter, calls: Counter):
+        self.inner, self.name, self.check, self.seconds, self.calls = inner, name, check, seconds, calls
+
+    def __len__(self):
+        return len(self.inner)
 
     def run(self, *args):
         t0 = time.perf_counter()
         try:
-            return self.block.run(*args)
+            return self.inner.run(*args)
         finally:
-            self.seconds["DecoderBlock.run"] += time.perf_counter() - t0
-            self.calls["DecoderBlock.run"] += 1
+            self.seconds[self.name] += time.perf_counter() - t0 - self.check
+            self.calls[self.name] += 1
 
 
 @contextmanager
-def timed_kernels(engine: Engine):
-    """Wrap the ops entry points and the engine's DecoderBlocks; yields
-    (seconds Counter, calls Counter)."""
+def timed_kernels(engine: Engine, checks: dict):
+    """Wrap the ops entry points and the engine's DecoderBlocks and
+    DecoderStacks (checks: their per-run check cost, run_check_cost);
+    yields (seconds Counter, calls Counter)."""
     seconds, calls = Counter(), Counter()
     originals = {name: getattr(ops, name) for name in KERNELS}
-    blocks = engine._blocks
+    blocks, stacks = engine._blocks, engine._stacks
 
     def wrap(name, fn):
         clock = time.perf_counter
@@ -126,47 +132,54 @@ def timed_kernels(engine: Engine):
 
     for name, fn in originals.items():
         setattr(ops, name, wrap(name, fn))
-    engine._blocks = {li: _TimedBlock(b, seconds, calls) for li, b in blocks.items()}
+    engine._blocks = {li: _TimedRun(b, "DecoderBlock.run", checks["block"], seconds, calls)
+                      for li, b in blocks.items()}
+    engine._stacks = {li: _TimedRun(s, "DecoderStack.run", checks["stack"], seconds, calls)
+                      for li, s in stacks.items()}
     try:
         yield seconds, calls
     finally:
-        engine._blocks = blocks
+        engine._blocks, engine._stacks = blocks, stacks
         for name, fn in originals.items():
             setattr(ops, name, fn)
 
 
-def block_check_cost(engine: Engine, reps: int = 2000) -> float:
-    """Seconds one DecoderBlock.run spends outside the kernels: a run with no
-    rows does every per-step check (x, delta, positions, the batch) and
-    returns before the first kernel."""
-    if not engine._blocks:
-        return 0.0
-    block = next(iter(engine._blocks.values()))
-    x = np.empty((0, block.d), np.float32)
-    args = (x, None, np.empty(0, np.int64), np.zeros((1, 1), np.int32), np.zeros(2, np.int32), np.zeros(1, np.int32))
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        block.run(*args)
-    return (time.perf_counter() - t0) / reps
+def run_check_cost(engine: Engine, reps: int = 2000) -> dict:
+    """Seconds one DecoderBlock.run and one DecoderStack.run spend outside
+    the kernels: a run with no rows does every per-step check (x, delta,
+    positions, the batch) and returns before the first kernel."""
+    def cost(runner):
+        if runner is None:
+            return 0.0
+        x = np.empty((0, runner.d), np.float32)
+        args = (x, None, np.empty(0, np.int64), np.zeros((1, 1), np.int32), np.zeros(2, np.int32),
+                np.zeros(1, np.int32))
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            runner.run(*args)
+        return (time.perf_counter() - t0) / reps
+    return {"block": cost(next(iter(engine._blocks.values()), None)),
+            "stack": cost(next(iter(engine._stacks.values()), None))}
 
 
 @contextmanager
 def op_by_op(engine: Engine):
     """Run the engine's layers through the Python layers (its DecoderBlocks
-    set aside) for the block."""
-    blocks, engine._blocks = engine._blocks, {}
+    and DecoderStacks set aside) for the block."""
+    blocks, stacks = engine._blocks, engine._stacks
+    engine._blocks = engine._stacks = {}
     try:
         yield
     finally:
-        engine._blocks = blocks
+        engine._blocks, engine._stacks = blocks, stacks
 
 
-def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False, check_cost: float = 0.0):
+def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = False, checks: dict | None = None):
     """Prefill prompt into a fresh sequence, then `steps` greedy decode
     steps. Returns (each decode step's seconds, the kernel seconds inside
     each step, kernel seconds and calls per op over the decode steps; the
-    kernel figures are zero unless timed). check_cost: seconds of a
-    DecoderBlock.run call not spent in kernels, taken off its time."""
+    kernel figures are zero unless timed). checks: run_check_cost's seconds
+    of a DecoderBlock/DecoderStack run not spent in kernels, taken off it."""
     kv = engine.kv
     seq = kv.new_sequence()
     try:
@@ -176,14 +189,16 @@ def decode_steps(engine: Engine, prompt: list[int], steps: int, timed: bool = Fa
             kv.reserve(seq, len(chunk))
             token = int(engine.step([(seq, chunk)])[0].argmax())
         times, inside = [], []
-        with timed_kernels(engine) if timed else nullcontext((Counter(), Counter())) as (seconds, calls):
+        timer = timed_kernels(engine, checks or {"block": 0.0, "stack": 0.0}) if timed else \
+            nullcontext((Counter(), Counter()))
+        with timer as (seconds, calls):
             for _ in range(steps):
                 kv.reserve(seq, 1)
                 k0 = sum(seconds.values())
                 t0 = time.perf_counter()
                 logits = engine.step([(seq, np.array([token], np.int64))])
                 times.append(time.perf_counter() - t0)
-                inside.append(sum(seconds.values()) - k0 - check_cost * len(engine._blocks))
+                inside.append(sum(seconds.values()) - k0)
                 token = int(logits[0].argmax())
         return times, inside, seconds, calls
     finally:
@@ -221,10 +236,10 @@ def main():
                         for ctx in usable:
                             prompt = [int(t) for t in np.random.default_rng(ctx).integers(0, vocab, ctx)]
                             decode_steps(engine, prompt[:8], 4)  # warm-up: first touch of every weight page
-                            check = block_check_cost(engine)
+                            checks = run_check_cost(engine)
                             plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
                             times, inside, seconds, calls = decode_steps(engine, prompt, args.steps, timed=True,
-                                                                         check_cost=check)
+                                                                         checks=checks)
                             with op_by_op(engine):
                                 ops_plain = statistics.median(decode_steps(engine, prompt, args.steps)[0])
                                 ops_times, ops_inside, ops_seconds, ops_calls = decode_steps(
@@ -236,7 +251,8 @@ def main():
                             per_step = {k: v / args.steps for k, v in ops_seconds.items()}  # means, by op
                             rows.append({
                                 "model": name, "threads": n, "context": ctx, "kv_dtype": args.kv_dtype,
-                                "blocks": len(engine._blocks), "block_check_us": check * 1e6,
+                                "blocks": len(engine._blocks), "stacks": len(engine._stacks),
+                                "block_check_us": checks["block"] * 1e6, "stack_check_us": checks["stack"] * 1e6,
                                 "step_ms": plain * 1e3, "tok_s": 1 / plain, "op_by_op_step_ms": ops_plain * 1e3,
                                 "kernel_ms": statistics.median(inside) * 1e3,
                                 "out_of_kernel_pct": 100 * outside, "op_by_op_out_of_kernel_pct": 100 * ops_outside,

@@ -256,3 +256,137 @@ cdef class DecoderBlock:
                 _raise_paged(fn, rc, p)
             raise RuntimeError(f"{fn}: kernel rejected the arguments at stage {failed} (code {rc})")
         return self.out_rows[:m]
+
+
+cdef class DecoderStack:
+    """Consecutive dense DecoderBlocks (each with its MLP) run by one C call
+    per step: block i takes block i-1's output as its delta, so a step of
+    an n-layer model crosses into C once for all of them instead of n times,
+    and the per-step checks (x, delta, positions, the batch) run once.
+
+    The blocks must share rows and d, and their caches one page geometry
+    (n_pages, kv_heads, page_tokens, head_dim, dtype), so one check of the
+    page table holds for every layer. Results are bitwise those of running
+    the blocks one by one (the same C block function, in order).
+    """
+    cdef list blocks
+    cdef const ec_decoder_block **ptrs
+    cdef char **lo
+    cdef char **hi
+    cdef Py_ssize_t n_ranges
+    cdef readonly Py_ssize_t rows, d
+
+    def __cinit__(self):
+        self.ptrs = NULL
+        self.lo = self.hi = NULL
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.ptrs)
+        PyMem_RawFree(self.lo)
+        PyMem_RawFree(self.hi)
+
+    def __init__(self, blocks):
+        cdef str fn = "DecoderStack"
+        cdef DecoderBlock first, blk, prev
+        cdef Py_ssize_t i, j, n
+        self.blocks = list(blocks)
+        n = len(self.blocks)
+        if n < 1:
+            raise ValueError(f"{fn}: needs at least one DecoderBlock")
+        for i in range(n):
+            if not isinstance(self.blocks[i], DecoderBlock):
+                raise TypeError(f"{fn}: blocks[{i}] is {type(self.blocks[i]).__name__}, not a DecoderBlock")
+        first = self.blocks[0]
+        cdef Py_ssize_t total = 0
+        for i in range(n):
+            blk = self.blocks[i]
+            if blk.b.down.w == NULL:
+                raise ValueError(f"{fn}: blocks[{i}] has no MLP (an attention-only block runs on its own)")
+            if blk.rows != first.rows or blk.d != first.d:
+                raise ValueError(f"{fn}: blocks[{i}] has rows, d = {blk.rows}, {blk.d}; blocks[0] has "
+                                 f"{first.rows}, {first.d}")
+            if (blk.b.cache.n_pages != first.b.cache.n_pages or blk.b.cache.kv_heads != first.b.cache.kv_heads
+                    or blk.b.cache.page_tokens != first.b.cache.page_tokens
+                    or blk.b.cache.head_dim != first.b.cache.head_dim or blk.b.cache.dtype != first.b.cache.dtype):
+                raise ValueError(f"{fn}: blocks[{i}]'s cache has another page geometry than blocks[0]'s "
+                                 f"(one page table serves every layer)")
+            if i > 0:
+                prev = self.blocks[i - 1]
+                # block i reads block i-1's output as delta while it writes x and its h
+                if _overlaps(prev.out_rows, blk.keep[1]):
+                    raise ValueError(f"{fn}: blocks[{i - 1}]'s output overlaps blocks[{i}]'s h")
+            total += len(blk.keep)
+        self.ptrs = <const ec_decoder_block **>PyMem_RawMalloc(n * sizeof(ec_decoder_block *))
+        self.lo = <char **>PyMem_RawMalloc(total * sizeof(char *))
+        self.hi = <char **>PyMem_RawMalloc(total * sizeof(char *))
+        if self.ptrs == NULL or self.lo == NULL or self.hi == NULL:
+            raise MemoryError()
+        # every array a block keeps, as address ranges: x is checked against them in C
+        cdef cnp.ndarray arr
+        self.n_ranges = 0
+        for i in range(n):
+            blk = self.blocks[i]
+            self.ptrs[i] = &blk.b
+            for j in range(len(blk.keep)):
+                arr = blk.keep[j]
+                self.lo[self.n_ranges] = <char *>cnp.PyArray_DATA(arr)
+                self.hi[self.n_ranges] = self.lo[self.n_ranges] + cnp.PyArray_NBYTES(arr)
+                self.n_ranges += 1
+        self.rows, self.d = first.rows, first.d
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def run(self, x, delta, positions, page_table, starts, pos0):
+        """As DecoderBlock.run, through every block: x [m, d] float32 (m <=
+        rows) += delta, then each block in turn. Returns the last block's
+        output rows (the next delta)."""
+        cdef str fn = "DecoderStack.run"
+        cdef DecoderBlock first = self.blocks[0]
+        cdef cnp.ndarray xa = _as_array(x, fn, "x")
+        cdef cnp.ndarray da = None
+        cdef cnp.ndarray pa = _as_array(positions, fn, "positions")
+        cdef Py_ssize_t i
+        _check(xa, cnp.NPY_FLOAT32, fn, "x", True)
+        if cnp.PyArray_NDIM(xa) != 2 or cnp.PyArray_DIM(xa, 1) != self.d or cnp.PyArray_DIM(xa, 0) > self.rows:
+            raise ValueError(f"{fn}: x must be [m, {self.d}] with m <= {self.rows}, got {_shape(xa)}")
+        cdef Py_ssize_t m = cnp.PyArray_DIM(xa, 0)
+        cdef char *x0 = <char *>cnp.PyArray_DATA(xa)
+        cdef char *x1 = x0 + cnp.PyArray_NBYTES(xa)
+        for i in range(self.n_ranges):
+            if x0 < self.hi[i] and self.lo[i] < x1:
+                raise ValueError(f"{fn}: x must not overlap the blocks' weights or workspaces")
+        if delta is not None:
+            da = _as_array(delta, fn, "delta")
+            _check(da, cnp.NPY_FLOAT32, fn, "delta", False)
+            if (<object>da).shape != (<object>xa).shape:
+                raise ValueError(f"{fn}: delta must have x's shape {_shape(xa)}, got {_shape(da)}")
+            if _overlaps(da, xa) or _overlaps(da, first.keep[1]):
+                raise ValueError(f"{fn}: delta must not overlap x or the first block's h")
+        _check(pa, cnp.NPY_INT64, fn, "positions", False)
+        if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_DIM(pa, 0) != m:
+            raise ValueError(f"{fn}: positions must be int64 [{m}], got {_shape(pa)}")
+        # one check of the batch holds for every block (one page geometry)
+        cdef _Paged p = _paged(fn, first.k_cache, first.v_cache, page_table, starts, pos0, True)
+        if p.m != m:
+            raise ValueError(f"{fn}: x has {m} rows but starts[-1] = {p.m}")
+        cdef float *xp = <float *>x0
+        cdef const float *dp = NULL
+        if da is not None:
+            dp = <const float *>cnp.PyArray_DATA(da)
+        cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(pa)
+        cdef int rc, failed = EC_BLOCK_ARGS
+        cdef size_t at = 0
+        cdef Py_ssize_t n = len(self.blocks)
+        with nogil:
+            rc = ec_decoder_stack_f32(self.ptrs, n, xp, dp, m, &p.batch, pp, &p.fault, &failed, &at)
+        cdef DecoderBlock last = self.blocks[n - 1]
+        if rc != EC_OK:
+            blk = self.blocks[at]
+            if failed == EC_BLOCK_ROPE and rc == EC_ERR_POSITION:
+                raise ValueError(f"{fn}: positions[{p.fault.index}] = {int(pa[p.fault.index])} is outside the "
+                                 f"RoPE tables' [0, {(<DecoderBlock>blk).b.rope_max_pos})")
+            if failed == EC_BLOCK_KV_STORE or failed == EC_BLOCK_ATTENTION:
+                _raise_paged(fn, rc, p)
+            raise RuntimeError(f"{fn}: kernel rejected the arguments in block {at} at stage {failed} (code {rc})")
+        return last.out_rows[:m]

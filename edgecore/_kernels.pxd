@@ -260,3 +260,6 @@ cdef extern from "edgecore/kernels.h" nogil:
 
     int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta, size_t m,
                              const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault, int *failed)
+    int ec_decoder_stack_f32(const ec_decoder_block *const *blocks, size_t n_blocks, float *x, const float *delta,
+                             size_t m, const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault,
+                             int *failed, size_t *failed_block)

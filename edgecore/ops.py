@@ -21,7 +21,8 @@ batch of sequences over their own pages, bitwise independent of the batch
 and of the thread count. ``DecoderBlock`` runs a whole llama-family block
 (norms, projections, RoPE, KV store, attention, SwiGLU MLP) in one call,
 checked once when built: a decode step's per-call Python cost, once per
-layer instead of ten times.
+layer instead of ten times; ``DecoderStack`` runs consecutive blocks in one
+call (once per step for a model whose layers all stay loaded).
 
 ``RouterCore`` and ``Routing`` are the compiled core of the memory-aware MoE
 router (``edgecore.moe.MemoryAwareRouter`` builds on them).
@@ -40,6 +41,7 @@ from edgecore._kernels import (
     MAX_THREADS,
     POLICIES,
     DecoderBlock,
+    DecoderStack,
     RouterCore,
     Routing,
     _use_tier,
@@ -72,6 +74,7 @@ __all__ = [
     "ACTIVATIONS",
     "FORMATS",
     "DecoderBlock",
+    "DecoderStack",
     "MAX_THREADS",
     "POLICIES",
     "RouterCore",

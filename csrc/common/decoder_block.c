@@ -21,6 +21,9 @@
  * results are bitwise theirs. The per-step arguments (positions, pages)
  * are checked by those entry points; on an error the stage that failed is
  * reported and the block stops (x may then hold the residual add).
+ *
+ * ec_decoder_stack_f32 runs consecutive blocks in one call: a model whose
+ * layers all stay loaded crosses the boundary once per step for all of them.
  */
 #include "internal.h"
 
@@ -68,5 +71,20 @@ int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta
     rc = ec_linear_multi(b->gate_up[0].y, m, b->gate_up[0].n, &b->down, 1, EC_ACT_NONE, 0, b->refine, b->scratch,
                          b->scratch_bytes);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_MLP, failed);
+    return EC_OK;
+}
+
+int ec_decoder_stack_f32(const ec_decoder_block *const *blocks, size_t n_blocks, float *x, const float *delta,
+                         size_t m, const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault,
+                         int *failed, size_t *failed_block) {
+    if (!blocks) return fail(EC_ERR_ARG, EC_BLOCK_ARGS, failed);
+    for (size_t i = 0; i < n_blocks; i++) {
+        const ec_decoder_block *b = blocks[i];
+        if (failed_block) *failed_block = i;
+        if (!b || !b->down.w) return fail(EC_ERR_ARG, EC_BLOCK_ARGS, failed);
+        int rc = ec_decoder_block_f32(b, x, delta, m, batch, positions, fault, failed);
+        if (rc != EC_OK) return rc;
+        delta = b->down.y; /* the next block's residual input */
+    }
     return EC_OK;
 }

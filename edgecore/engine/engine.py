@@ -191,6 +191,7 @@ class Engine:
             if group.pinned:
                 self.runtime.load_layers(group.layers)
         self._blocks = self._decoder_blocks()
+        self._stacks = self._decoder_stacks()
         ops.thread_calibration()  # measure the threading threshold now, not inside the first prefill
 
     # ---- public API -------------------------------------------------------
@@ -360,7 +361,7 @@ class Engine:
         return GenerationResult(new, text.text if decoder else None, stats, ids)
 
     def close(self) -> None:
-        self._blocks = {}  # they reference the weights, the cache and the workspace
+        self._blocks = self._stacks = {}  # they reference the weights, the cache and the workspace
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
             for future in getattr(self, "_pending", {}).values():
@@ -427,7 +428,15 @@ class Engine:
                     nxt = streamed[(streamed.index(gi) + 1) % len(streamed)]
                     if nxt not in self._pending:
                         self._pending[nxt] = rt.prefetch_layers(plan.groups[nxt].layers)
-            for li in group.layers:
+            layers, i = group.layers, 0
+            while i < len(layers):
+                li = layers[i]
+                stack = self._stacks.get(li)
+                if stack is not None:  # consecutive dense blocks in one call
+                    delta = stack.run(x, delta, batch.positions, batch.table, batch.starts, batch.pos0)
+                    i += len(stack)
+                    continue
+                i += 1
                 layer = self.model.graph.layers[li]
                 if layer.kind == "embed":
                     x = self._embed(batch)
@@ -486,6 +495,27 @@ class Engine:
         scratch = np.empty(max(L.decoder_block_scratch(spec, weights[li], self.step_tokens) for li in layers), np.uint8)
         return {li: L.decoder_block(spec, weights[li], self.rope, self.kv, graph.layers[li].index, self._ws, scratch)
                 for li in layers}
+
+    def _decoder_stacks(self) -> dict:
+        """first graph layer index -> ops.DecoderStack, for each run of two
+        or more consecutive dense DecoderBlocks within a pinned group: one C
+        call per step for the run (for a model whose layers all stay loaded,
+        one for the whole decoder) instead of one per layer."""
+        if self.spec.is_moe:
+            return {}  # the blocks are attention halves; the sparse MLP runs in Python between them
+        stacks = {}
+        for group in self.plan.groups:
+            if not group.pinned:
+                continue
+            run: list[int] = []
+            for li in [*group.layers, None]:  # None ends the last run
+                if li is not None and li in self._blocks:
+                    run.append(li)
+                    continue
+                if len(run) > 1:
+                    stacks[run[0]] = ops.DecoderStack([self._blocks[r] for r in run])
+                run = []
+        return stacks
 
     def _acquire_group(self, gi: int) -> None:
         future = self._pending.pop(gi, None)

@@ -43,11 +43,15 @@ def sources(tmp_path_factory):
     return paths
 
 
-def run_steps(engine, op_by_op):
+def run_steps(engine, mode):
     """Three sequences: a chunked prefill, then decode steps with all three
-    in one batch. Returns every step's logits."""
-    blocks = engine._blocks
-    if op_by_op:
+    in one batch. Returns every step's logits. mode: "stack" as the engine
+    runs (its layers in one DecoderStack call), "blocks" (one DecoderBlock
+    call per layer) or "ops" (op by op through the Python layers)."""
+    blocks, stacks = engine._blocks, engine._stacks
+    if mode != "stack":
+        engine._stacks = {}
+    if mode == "ops":
         engine._blocks = {}
     try:
         rng = np.random.default_rng(0)
@@ -69,7 +73,12 @@ def run_steps(engine, op_by_op):
             engine.kv.release(seq)
         return out
     finally:
-        engine._blocks = blocks
+        engine._blocks, engine._stacks = blocks, stacks
+
+
+def assert_bitwise(got, want, what):
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert np.array_equal(a, b), f"step {i}: {what} logits differ by {np.abs(a - b).max():.3g}"
 
 
 @pytest.mark.parametrize("name", ["f32", "f16-bias", "q8_0", "q4_1"])
@@ -79,9 +88,10 @@ def test_block_is_bitwise_the_op_by_op_path(sources, name, act_precision):
         pytest.skip("float activations: act_precision does not apply")
     with Engine(sources[name], act_precision=act_precision, context=64, step_tokens=16) as engine:
         assert len(engine._blocks) == engine.spec.num_layers, "every pinned llama layer runs as one block"
-        fused, reference = run_steps(engine, False), run_steps(engine, True)
-    for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
-        assert np.array_equal(a, b), f"step {i}: block and op-by-op logits differ by {np.abs(a - b).max():.3g}"
+        assert [len(s) for s in engine._stacks.values()] == [engine.spec.num_layers], "and all in one stack"
+        stacked, blocks, reference = (run_steps(engine, mode) for mode in ("stack", "blocks", "ops"))
+    assert_bitwise(blocks, reference, "block and op-by-op")
+    assert_bitwise(stacked, blocks, "stack and per-block")
 
 
 @pytest.mark.parametrize("name", ["mixtral", "mixtral-q8_0"])
@@ -91,15 +101,15 @@ def test_moe_attention_block_is_bitwise_the_op_by_op_path(sources, name, expert_
     sparse MLP in Python, with every expert resident or through the cache."""
     with Engine(sources[name], context=64, step_tokens=16, expert_capacity=expert_capacity) as engine:
         assert len(engine._blocks) == engine.spec.num_layers
-        fused, reference = run_steps(engine, False), run_steps(engine, True)
-    for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
-        assert np.array_equal(a, b), f"step {i}: block and op-by-op logits differ by {np.abs(a - b).max():.3g}"
+        assert not engine._stacks, "attention-only blocks are not stacked (the sparse MLP runs between them)"
+        fused, reference = run_steps(engine, "blocks"), run_steps(engine, "ops")
+    assert_bitwise(fused, reference, "block and op-by-op")
 
 
 def test_block_matches_on_the_scalar_tier_too(sources):
     with ops.forced_tier("scalar"), Engine(sources["q4_1"], context=64, step_tokens=16) as engine:
-        fused, reference = run_steps(engine, False), run_steps(engine, True)
-    assert all(np.array_equal(a, b) for a, b in zip(fused, reference, strict=True))
+        fused, reference = run_steps(engine, "stack"), run_steps(engine, "ops")
+    assert_bitwise(fused, reference, "stack and op-by-op")
 
 
 def test_streamed_layers_run_op_by_op(sources):
@@ -115,6 +125,7 @@ def test_streamed_layers_run_op_by_op(sources):
                   if graph.layers[li].kind == "block"]
         assert blocks, "the budget should stream some blocks"
         assert not set(blocks) & set(streamed._blocks)
+        assert all(li in streamed._blocks for li in streamed._stacks), "stacks hold pinned blocks only"
         got = streamed.forward(list(range(1, 20)))
     assert np.array_equal(got, want)
 
@@ -128,9 +139,10 @@ def block_engine(sources):
         yield engine
 
 
-def test_run_rejects_bad_step_arguments(block_engine):
+@pytest.mark.parametrize("kind", ["block", "stack"])
+def test_run_rejects_bad_step_arguments(block_engine, kind):
     engine = block_engine
-    block = next(iter(engine._blocks.values()))
+    block = next(iter((engine._blocks if kind == "block" else engine._stacks).values()))
     d = engine.spec.hidden_size
     x = np.zeros((2, d), np.float32)
     table, starts, pos0 = np.zeros((1, 4), np.int32), np.array([0, 2], np.int32), np.zeros(1, np.int32)
@@ -169,3 +181,21 @@ def test_build_rejects_inconsistent_parts(block_engine):
     shared._buffers["a"] = shared._buffers["h"][:, :engine.spec.hidden_size]  # a aliasing h
     with pytest.raises(ValueError, match="must not overlap"):
         L.decoder_block(engine.spec, w, engine.rope, engine.kv, 0, shared, scratch)
+
+
+def test_stack_rejects_what_it_cannot_run(block_engine, sources):
+    engine = block_engine
+    blocks = list(engine._blocks.values())
+    with pytest.raises(ValueError, match="needs at least one DecoderBlock"):
+        ops.DecoderStack([])
+    with pytest.raises(TypeError, match=r"blocks\[1\] is str, not a DecoderBlock"):
+        ops.DecoderStack([blocks[0], "layer"])
+    with Engine(sources["mixtral"], context=64, step_tokens=16) as moe:
+        with pytest.raises(ValueError, match=r"blocks\[0\] has no MLP"):
+            ops.DecoderStack(list(moe._blocks.values()))
+    with Engine(sources["q8_0"], context=128, step_tokens=16) as other:  # more pages in its cache
+        with pytest.raises(ValueError, match="another page geometry"):
+            ops.DecoderStack([blocks[0], next(iter(other._blocks.values()))])
+    with Engine(sources["q8_0"], context=64, step_tokens=8) as other:
+        with pytest.raises(ValueError, match=r"blocks\[1\] has rows, d = 8, 64"):
+            ops.DecoderStack([blocks[0], next(iter(other._blocks.values()))])

@@ -455,6 +455,17 @@ enum {
 int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta, size_t m,
                          const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault, int *failed);
 
+/*
+ * Consecutive blocks (each with its MLP) in one call: block i runs with
+ * block i-1's output as its delta, the first with `delta`. The blocks share
+ * the batch: their caches must have one page geometry (checked by the
+ * caller). Output: the last block's down.y. On an error, *failed_block is
+ * the block that failed (the others as for ec_decoder_block_f32).
+ */
+int ec_decoder_stack_f32(const ec_decoder_block *const *blocks, size_t n_blocks, float *x, const float *delta,
+                         size_t m, const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault,
+                         int *failed, size_t *failed_block);
+
 /* ---- memory-aware MoE router --------------------------------------------- */
 
 /* How the router picks experts to evict when the cache is at capacity. */
