@@ -46,11 +46,13 @@ def check_items(items, vocab: int, context: int, page_tokens: int) -> list[tuple
             arr = np.asarray(ids)
         except (TypeError, ValueError):
             raise TypeError(f"step: items[{i}] token ids must be a sequence of integers") from None
-        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
             raise ValueError(f"step: items[{i}] token ids must be a non-empty 1-D integer array, got {arr.dtype} "
                              f"shape {arr.shape}")
-        bad = np.flatnonzero((arr < 0) | (arr >= vocab))
-        if bad.size:
+        # a decode item is a token or a few: Python's min/max beat two NumPy reductions there
+        lo, hi = (min(small := arr.tolist()), max(small)) if arr.size <= 32 else (arr.min(), arr.max())
+        if lo < 0 or hi >= vocab:
+            bad = np.flatnonzero((arr < 0) | (arr >= vocab))
             raise ValueError(f"step: items[{i}] token id {arr[bad[0]]} at index {bad[0]} is outside the "
                              f"vocabulary [0, {vocab})")
         end = seq.length + arr.size
@@ -65,15 +67,14 @@ def check_items(items, vocab: int, context: int, page_tokens: int) -> list[tuple
 
 
 def build_batch(items: list[tuple[KVSequence, np.ndarray]]) -> StepBatch:
-    counts = np.array([len(ids) for _, ids in items], np.int32)
-    starts = np.zeros(len(items) + 1, np.int32)
-    np.cumsum(counts, out=starts[1:])
-    pos0 = np.array([seq.length for seq, _ in items], np.int32)
+    # Python lists, one array each: a decode step's batch costs a few NumPy calls, not a dozen per item
+    starts, pos0, positions = [0], [], []
+    for seq, ids in items:
+        starts.append(starts[-1] + len(ids))
+        pos0.append(seq.length)
+        positions.extend(range(seq.length, seq.length + len(ids)))
     width = max(len(seq.pages) for seq, _ in items)
-    table = np.zeros((len(items), width), np.int32)
-    for s, (seq, _) in enumerate(items):
-        table[s, :len(seq.pages)] = seq.pages
-    ids = np.concatenate([ids for _, ids in items])
-    positions = np.concatenate([np.arange(seq.length, seq.length + len(ids), dtype=np.int64)
-                                for seq, ids in items])
-    return StepBatch(ids, positions, starts, pos0, table, starts[1:].astype(np.int64) - 1)
+    table = np.array([seq.pages + [0] * (width - len(seq.pages)) for seq, _ in items], np.int32)
+    ids = items[0][1] if len(items) == 1 else np.concatenate([ids for _, ids in items])
+    return StepBatch(ids, np.array(positions, np.int64), np.array(starts, np.int32), np.array(pos0, np.int32),
+                     table, np.array(starts[1:], np.int64) - 1)
