@@ -75,6 +75,7 @@ cdef extern from "edgecore/kernels.h" nogil:
     int ec_feature_tier(int bit)
     unsigned ec_features_compiled()
     unsigned ec_features_detected()
+    const char *ec_weight_prefetch_name()
     unsigned ec_features_available()
     unsigned ec_active_features()
     int ec_set_active_features(unsigned mask)

@@ -15,13 +15,16 @@ def capabilities():
     i8mm): name, tier (the tier it extends), compiled (its sources could be
     built), detected (this CPU and OS have it), active (enabled for
     dispatch now; by default every compiled and detected feature of the
-    active tier and the tiers below it)."""
+    active tier and the tiers below it). weight_prefetch: how the avx512
+    gemm kernels prefetch weights on this CPU ("non-temporal" on AMD, "l2"
+    elsewhere)."""
     cdef unsigned compiled = ec_features_compiled(), detected = ec_features_detected()
     cdef unsigned active = ec_active_features()
     return {
         "compiled": [ec_tier_name(t).decode() for t in range(EC_TIER_COUNT) if ec_tier_compiled(t)],
         "available": [ec_tier_name(t).decode() for t in range(EC_TIER_COUNT) if ec_tier_available(t)],
         "active": ec_tier_name(ec_active_tier()).decode(),
+        "weight_prefetch": ec_weight_prefetch_name().decode(),
         "features": [
             {"name": ec_feature_name(b).decode(), "tier": ec_tier_name(ec_feature_tier(b)).decode(),
              "compiled": bool(compiled >> b & 1), "detected": bool(detected >> b & 1),

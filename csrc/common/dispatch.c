@@ -189,8 +189,24 @@ int ec_set_active_features(unsigned mask) {
     return 0;
 }
 
+/* AMD: weights prefetched non-temporally (prefetch_avx512.h). */
+static int cpu_is_amd(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* "Auth" "enti" "cAMD" */
+#else
+    return 0;
+#endif
+}
+
+int ec_weight_prefetch_nta = 0;
+
+const char *ec_weight_prefetch_name(void) { return ec_weight_prefetch_nta ? "non-temporal" : "l2"; }
+
 int ec_set_active_tier(int tier) {
     if (!ec_tier_available(tier)) return -1;
+    ec_weight_prefetch_nta = cpu_is_amd();
     ec_active = table_for(tier);
     active_tier = tier;
     active_features = features_usable_by(tier);

@@ -121,6 +121,10 @@ int ec_tier_runs(int active, int tier);
 /* Re-resolve after a tier or feature change (called by dispatch.c). */
 void ec_qdispatch_update(int tier, unsigned features);
 
+/* 1: the avx512 gemm kernels prefetch weights non-temporally, 0: into L2
+ * (prefetch_avx512.h). Set once, from the CPU vendor, by the dispatch. */
+extern int ec_weight_prefetch_nta;
+
 /* Scalar pieces every tier may use (SIMD tails, f32 rows). */
 void ec_bias_act_scalar(float *y, const float *bias, size_t n, int act);
 

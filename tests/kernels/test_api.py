@@ -1,6 +1,8 @@
 """The public kernel API: capabilities, and every bad-input path raising a
 clear TypeError / ValueError (never a crash)."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,11 @@ from edgecore import ops
 
 def test_capabilities_shape():
     caps = edgecore.capabilities()
-    assert set(caps) == {"compiled", "available", "active", "features"}
+    assert set(caps) == {"compiled", "available", "active", "features", "weight_prefetch"}
+    vendor = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("vendor_id")),
+                  None) if sys.platform == "linux" else None
+    if vendor is not None:  # x86 Linux: the non-temporal weight prefetch is AMD's
+        assert caps["weight_prefetch"] == ("non-temporal" if vendor == "AuthenticAMD" else "l2")
     assert "scalar" in caps["compiled"] and "scalar" in caps["available"]
     assert set(caps["available"]) <= set(caps["compiled"])
     assert caps["active"] in caps["available"]

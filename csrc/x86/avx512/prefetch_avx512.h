@@ -21,6 +21,15 @@
  * (two 16-row tiles) ahead into L2 (prefetcht1) gives 1.7 and 2.6 ms; one
  * tile into L2, or farther (3, 4, 8 tiles), or L2 plus L1 for the next
  * tile, no better.
+ *
+ * On AMD the same prefetches are non-temporal (prefetchnta; chosen from the
+ * CPU vendor at load, ec_weight_prefetch_nta): a decode step streams every
+ * weight once, and a non-temporal line does not push the activations,
+ * the KV cache and the next tiles' rows out of L2 and L3. Zen 4 (2 threads,
+ * SmolLM2 Q4_1, in-process A/B of the two builds, 4 interleaved rounds):
+ * decode 1.04x on 1 thread and 1.10x on 2, prefill of 128 tokens
+ * unchanged. Not timed on an Intel core, so Intel keeps the hint measured
+ * there.
  */
 #ifndef EDGECORE_PREFETCH_AVX512_H
 #define EDGECORE_PREFETCH_AVX512_H
@@ -28,13 +37,21 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "../../common/qkernels.h"
+
 #define EC_PREFETCH_ROWS 32
 
-/* bytes [off, off + bytes) of the weights EC_PREFETCH_ROWS rows of ws bytes ahead of w, into L2 */
+/* bytes [off, off + bytes) of the weights EC_PREFETCH_ROWS rows of ws bytes
+ * ahead of w: into L2, or non-temporally on AMD (a branch the predictor
+ * never misses) */
 static inline __attribute__((always_inline)) void ec_prefetch_rows_ahead(const void *w, size_t ws, size_t off,
                                                                          size_t bytes) {
     const char *ahead = (const char *)w + EC_PREFETCH_ROWS * ws + off;
-    for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
+    if (ec_weight_prefetch_nta) {
+        for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
+    } else {
+        for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
+    }
 }
 
 #endif /* EDGECORE_PREFETCH_AVX512_H */

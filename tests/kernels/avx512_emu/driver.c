@@ -254,6 +254,10 @@ int emu_cvt(int tier, int half, const uint16_t *src, float *dst, size_t n) {
 static ec_kernel_table emu_table;
 const ec_kernel_table *ec_active = &emu_table;
 
+/* the gemm kernels' weight prefetch hint (dispatch.c sets it from the CPU
+ * vendor): a hint only, no value depends on it */
+int ec_weight_prefetch_nta = 0;
+
 int ec_threads_for_work(double macs) {
     (void)macs;
     return 1;
