@@ -30,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--kv-pages", type=int, default=None,
                    help="KV cache pages (default: --max-batch full contexts); fewer pages preempt under load")
     p.add_argument("--page-tokens", type=int, default=16, help="tokens per KV page (default 16)")
+    p.add_argument("--prefix-cache", type=int, default=None, metavar="TOKENS",
+                   help="K/V of completed requests kept for requests that start the same way (a conversation's "
+                        "next turn, a repeated system prompt), in tokens; 0 turns it off (default 1024, fewer "
+                        "if the memory budget has less room)")
     p.add_argument("--max-queue", type=int, default=128,
                    help="requests waiting for admission before new ones get 429 (default 128)")
     p.add_argument("--api-key", default=None,
@@ -48,6 +52,8 @@ def _check(args) -> None:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.kv_pages is not None and args.kv_pages < 1:
         raise CliError(f"--kv-pages must be >= 1, got {args.kv_pages}")
+    if args.prefix_cache is not None and args.prefix_cache < 0:
+        raise CliError(f"--prefix-cache must be >= 0 tokens (0 turns it off), got {args.prefix_cache}")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
     if not args.shutdown_timeout >= 0:
@@ -96,5 +102,6 @@ def run(args) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", status=1) from None
     server = EdgecoreServer(engine_loader(args), args.model or "demo", sock, max_batch=args.max_batch,
                             max_queue=args.max_queue, api_key=args.api_key, max_body=args.max_body,
-                            shutdown_timeout=args.shutdown_timeout, log_level=args.log_level)
+                            shutdown_timeout=args.shutdown_timeout, log_level=args.log_level,
+                            prefix_cache_tokens=args.prefix_cache)
     return serve_forever(server, args.host)

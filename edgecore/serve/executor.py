@@ -13,6 +13,12 @@ preemption every token generated so far: the recompute), and only the
 chunk that completes the context samples; a decode row feeds the latest
 token and samples the next. All of a tick's rows go to the engine in one
 step, decode rows first, in the scheduler's order.
+
+With a prefix cache (serve/prefix_cache.py), a request's first chunk
+starts with the rows of its longest stored prefix copied in, and only the
+rest of the chunk runs (a chunk the cache covers whole, not the one that
+samples, runs no row at all); a completing request's rows are saved
+before the scheduler frees its pages. The copies count as step time.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from .job import Job
 
 
 class EngineExecutor:
-    def __init__(self, engine, metrics):
+    def __init__(self, engine, metrics, prefix_cache=None):
         self.engine = engine
         self.metrics = metrics
+        self.prefix_cache = prefix_cache
         self.jobs: dict[str, Job] = {}
         self.step_seconds = 0.0  # time spent inside engine.step (the rest of a tick is overhead)
         self.sampled = 0  # tokens sampled by the last execute
@@ -56,31 +63,48 @@ class EngineExecutor:
             _check_position(job, seq.kv_tokens)
             items.append((job.kv, np.array(job.tokens[-1:], np.int64)))
             samplers.append(job)
+        cache = self.prefix_cache
+        clock = time.perf_counter
         for seq, start, length in batch.prefill:
             job = jobs[seq.id]
+            end = start + length
+            sample = end == seq.prefill_target
             if start == 0:
                 if seq.prefill_target != len(job.prompt) + len(job.tokens):
                     raise RuntimeError(f"request {job.id}: the scheduler prefills {seq.prefill_target} tokens, "
                                        f"the job has {len(job.prompt)} + {len(job.tokens)}")
                 job.kv = self._sequence(seq.pages)
+                if cache is not None:
+                    # the sampling chunk runs at least its last token: its logits choose the next one
+                    t0 = clock()
+                    job.kv.length = start = cache.load(job.context(), end - 1 if sample else end, seq.pages)
+                    self.step_seconds += clock() - t0
+                    if start == end:
+                        continue  # the whole chunk came from the cache
             _check_position(job, start)
-            items.append((job.kv, np.array(job.context()[start:start + length], np.int64)))
-            samplers.append(job if start + length == seq.prefill_target else None)
+            items.append((job.kv, np.array(job.context()[start:end], np.int64)))
+            samplers.append(job if sample else None)
         if not items:
             return []
         self.sequences += len(items)
-        t0 = time.perf_counter()
+        t0 = clock()
         logits = self.engine.step(items)
-        self.step_seconds += time.perf_counter() - t0
+        self.step_seconds += clock() - t0
         stops = []
         now = time.perf_counter()
-        for row, job in zip(logits, samplers, strict=True):
+        for row, (kv_seq, _), job in zip(logits, items, samplers, strict=True):
             if job is None:
                 continue
             self.sampled += 1
             self.metrics.token(job, now)
-            if job.accept(job.choose(row)):
+            stop = job.accept(job.choose(row))
+            if stop:
                 stops.append(job.id)
+            if cache is not None and (stop or len(job.tokens) >= job.max_new):
+                # it completes this tick: keep what its pages hold before the scheduler frees them
+                t0 = clock()
+                cache.save(job.context()[:kv_seq.length], kv_seq.pages)
+                self.step_seconds += clock() - t0
         return stops
 
     def release(self, request_id: str) -> None:

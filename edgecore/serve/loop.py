@@ -31,6 +31,7 @@ from .executor import EngineExecutor
 from .job import Job
 from .metrics import Metrics
 from .outbox import Outbox
+from .prefix_cache import AUTO_TOKENS, PrefixCache, tokens_that_fit
 
 LOADING, READY, FAILED, STOPPED = "loading", "ready", "failed", "stopped"
 
@@ -41,8 +42,11 @@ class QueueFull(Exception):
 
 class EngineLoop:
     def __init__(self, load: Callable[[], object], *, max_batch: int, max_queue: int, metrics: Metrics,
-                 aging_ticks: int = 64):
+                 aging_ticks: int = 64, prefix_cache_tokens: int | None = None):
         self._load = load
+        # None: AUTO_TOKENS, or fewer if the memory budget has less room; 0: no prefix cache
+        self.prefix_cache_tokens = prefix_cache_tokens
+        self.prefix_cache: PrefixCache | None = None
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.metrics = metrics
@@ -98,11 +102,22 @@ class EngineLoop:
             "edgecore_kv_pages_free": ("KV cache pages free", pages.free if pages else 0),
             "edgecore_kv_pages_total": ("KV cache pages", pages.total if pages else 0),
             "edgecore_ready": ("1 once the model is loaded", 1 if self.status == READY else 0),
+            **self._prefix_gauges(),
+        }
+
+    def _prefix_gauges(self) -> dict[str, tuple[str, float]]:
+        cache = self.prefix_cache
+        if cache is None:
+            return {}
+        return {
+            "edgecore_prefix_cache_entries": ("completed requests' prefixes held", cache.entries),
+            "edgecore_prefix_cache_pages_used": ("prefix cache pages in use", cache.allocator.used),
+            "edgecore_prefix_cache_pages_total": ("prefix cache pages", cache.allocator.total),
         }
 
     def counters(self) -> dict[str, tuple[str, float]]:
         sched = self.scheduler
-        return {
+        out = {
             "edgecore_preemptions_total": ("requests preempted under KV pressure (recomputed later)",
                                            self._preemptions + (sched.preemptions if sched else 0)),
             "edgecore_engine_step_seconds_total": ("time inside engine.step",
@@ -110,6 +125,14 @@ class EngineLoop:
             "edgecore_step_sequences_total": ("sequences run by engine steps (divided by steps: the mean batch)",
                                               self.executor.sequences if self.executor else 0),
         }
+        cache = self.prefix_cache
+        if cache is not None:
+            out["edgecore_prefix_cache_lookups_total"] = ("prefills that looked for a stored prefix", cache.lookups)
+            out["edgecore_prefix_cache_hits_total"] = ("prefills that reused a stored prefix", cache.hits)
+            out["edgecore_prefix_cache_reused_tokens_total"] = ("context tokens copied instead of prefilled",
+                                                                cache.reused_tokens)
+            out["edgecore_prefix_cache_evictions_total"] = ("stored prefixes evicted for room", cache.evictions)
+        return out
 
     # ---- the engine thread --------------------------------------------------
 
@@ -117,11 +140,18 @@ class EngineLoop:
         engine = None
         try:
             engine = self.engine = self._load()
+            tokens = self.prefix_cache_tokens
+            if tokens is None:
+                tokens = tokens_that_fit(engine, AUTO_TOKENS)
+            if tokens:
+                self.prefix_cache = PrefixCache(engine, tokens)
             self._new_scheduler()
         except BaseException as exc:  # reported by /health and the CLI, not raised into nowhere
             self.error = str(exc) or type(exc).__name__
             self.status = FAILED
             self.loaded.set()
+            if self.prefix_cache is not None:
+                self.prefix_cache.close()
             if engine is not None:
                 engine.close()
             return
@@ -137,6 +167,8 @@ class EngineLoop:
                 self._end(job, "cancelled", error=(503, "the server is shutting down"))
             self.outbox.flush()
             self.status = STOPPED
+            if self.prefix_cache is not None:
+                self.prefix_cache.close()
             engine.close()
 
     def _new_scheduler(self) -> None:
@@ -148,7 +180,7 @@ class EngineLoop:
         cfg = SchedulerConfig(kv_pages=kv.allocator.total, page_tokens=kv.page_tokens, max_active=self.max_batch,
                               prefill_budget=self.engine.step_tokens - self.max_batch, decode_width=self.max_batch,
                               admission=ON_DEMAND, aging_ticks=self.aging_ticks)
-        self.executor = EngineExecutor(self.engine, self.metrics)
+        self.executor = EngineExecutor(self.engine, self.metrics, self.prefix_cache)
         self.scheduler = Scheduler(cfg, self.executor, kv.allocator)
 
     def _commands(self, block: bool) -> bool:

@@ -45,9 +45,10 @@ class EdgecoreServer:
 
     def __init__(self, load: Callable[[], object], model_id: str, sock: socket.socket, *, max_batch: int = 8,
                  max_queue: int = 128, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 shutdown_timeout: float = 10.0, log_level: str = "warning"):
+                 shutdown_timeout: float = 10.0, log_level: str = "warning", prefix_cache_tokens: int | None = None):
         self.metrics = Metrics()
-        self.loop = EngineLoop(load, max_batch=max_batch, max_queue=max_queue, metrics=self.metrics)
+        self.loop = EngineLoop(load, max_batch=max_batch, max_queue=max_queue, metrics=self.metrics,
+                               prefix_cache_tokens=prefix_cache_tokens)
         self.sock = sock
         # read now: a server whose model fails to load stops and closes the
         # socket, and a caller asking for the port after that must still get it

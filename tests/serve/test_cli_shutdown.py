@@ -126,6 +126,7 @@ def test_deadline_cancels_what_is_left_and_exits_0():
     (["--kv-pages", "0"], "--kv-pages must be >= 1"),
     (["--api-key", " "], "--api-key must not be empty"),
     (["--port", "70000"], "--port must be in 0..65535"),
+    (["--prefix-cache", "-1"], "--prefix-cache must be >= 0 tokens (0 turns it off)"),
 ])
 def test_flag_mistakes_are_one_line(flags, message, capsys):
     from edgecore.cli import main
