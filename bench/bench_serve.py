@@ -11,10 +11,14 @@ the previous one ends. Per level: aggregate output tokens/s (all output
 tokens / wall time), time to first token and inter-token latency p50/p95
 (from SSE chunk arrival times), and for edgecore the share of each engine
 tick spent outside engine.step (scheduling, sampling, detokenizing: the
-server's own overhead) and the mean batch, read from /metrics. With
---act-precision q8x2,q8 edgecore is served once per activation precision
-(q8 is llama.cpp's own contract: 8-bit activation blocks, one pass; q8x2,
-the default, adds an 8-bit residual pass, twice the integer work).
+server's own overhead), the mean batch and the share of prompt tokens the
+prefix cache supplied, read from /metrics. With --act-precision q8x2,q8
+edgecore is served once per activation precision (q8 is llama.cpp's own
+contract: 8-bit activation blocks, one pass; q8x2, the default, adds an
+8-bit residual pass, twice the integer work), and with --prefix-cache 0,1024
+once per prefix cache size. Every client sends the same prompt, so after
+the first request a prefix cache (ours, or llama-server's prompt cache)
+supplies all but its last token.
 
 llama-server runs with `-np <max concurrency> -cb` (continuous batching,
 one slot per client) on the GGUF file when a build is found
@@ -75,12 +79,14 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 600) -> None:
 
 
 def start_edgecore(model: str, max_batch: int, threads: int, kv_pages: int | None,
-                   act_precision: str) -> tuple[subprocess.Popen, str]:
+                   act_precision: str, prefix_cache: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "edgecore", "serve", "--model", model, "--port", str(port), "--max-batch",
            str(max_batch), "--threads", str(threads), "--act-precision", act_precision]
     if kv_pages:
         cmd += ["--kv-pages", str(kv_pages)]
+    if prefix_cache != "default":
+        cmd += ["--prefix-cache", prefix_cache]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, f"http://127.0.0.1:{port}"
@@ -178,6 +184,9 @@ def summarize(name: str, model: str, c: int, rec: dict, before: dict | None, aft
         row["engine_busy_pct"] = 100 * tick / rec["wall"]
         row["mean_batch"] = d.get("edgecore_step_sequences_total", 0) / steps if steps else None
         row["preemptions"] = d.get("edgecore_preemptions_total", 0)
+        prompt = d.get("edgecore_prompt_tokens_total", 0)
+        reused = d.get("edgecore_prefix_cache_reused_tokens_total")
+        row["prompt_reused_pct"] = 100 * reused / prompt if reused is not None and prompt else None
     return row
 
 
@@ -195,6 +204,9 @@ def main() -> None:
     ap.add_argument("--act-precision", default="q8x2",
                     help="edgecore's activation precision(s), comma-separated: q8x2 (its default), q8 (llama.cpp's "
                          "contract: one 8-bit pass); each is a server run of its own")
+    ap.add_argument("--prefix-cache", default="default",
+                    help="edgecore's --prefix-cache token count(s), comma-separated, each a server run of its own "
+                         "(default: the server's own; 0: off). llama-server keeps its prompt cache on")
     ap.add_argument("--context", type=int, default=512, help="llama-server context per slot")
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--out", default="serve")
@@ -202,16 +214,18 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
 
-    for act in args.act_precision.split(","):
-        proc, url = start_edgecore(args.model, max(levels), args.threads, args.kv_pages, act)
+    runs = [(act, prefix) for act in args.act_precision.split(",") for prefix in args.prefix_cache.split(",")]
+    for act, prefix in runs:
+        proc, url = start_edgecore(args.model, max(levels), args.threads, args.kv_pages, act, prefix)
         try:
             wait_ready(url, proc)
             asyncio.run(warm_up(url, args.model))
             for c in levels:
                 before = metrics(url)
                 rec = asyncio.run(closed_loop(url, args.model, c, args.per_client, args.max_tokens))
-                rows.append({**summarize("edgecore", args.model, c, rec, before, metrics(url)), "act": act})
-                print(f"edgecore ({act}) c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
+                rows.append({**summarize("edgecore", args.model, c, rec, before, metrics(url)), "act": act,
+                             "prefix_cache": prefix})
+                print(f"edgecore ({act}, prefix cache {prefix}) c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
         finally:
             stop(proc)
             err = proc.stderr.read()
@@ -246,17 +260,20 @@ def main() -> None:
         finally:
             stop(proc)
             log.close()
-    columns = [("server", "server"), ("model", "model"), ("act", "act"), ("concurrency", "conc"), ("tok_s", "tok/s"),
+    columns = [("server", "server"), ("model", "model"), ("act", "act"), ("prefix_cache", "prefix cache"),
+               ("concurrency", "conc"), ("tok_s", "tok/s"), ("prompt_reused_pct", "prompt reused %"),
                ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p95_ms", "TTFT p95 ms"), ("itl_p50_ms", "ITL p50 ms"),
                ("itl_p95_ms", "ITL p95 ms"), ("mean_batch", "batch"), ("overhead_pct", "overhead %"),
                ("engine_busy_pct", "engine busy %"), ("preemptions", "preempt")]
     shown = [{k: (f"{v:.1f}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()}
              for r in rows]
     print(table(shown, columns))
-    for act in args.act_precision.split(","):
-        ours = {r["concurrency"]: r["tok_s"] for r in rows if r["server"] == "edgecore" and r["act"] == act}
+    for act, prefix in runs:
+        ours = {r["concurrency"]: r["tok_s"] for r in rows
+                if r["server"] == "edgecore" and r["act"] == act and r["prefix_cache"] == prefix}
         if 1 in ours and 8 in ours:
-            print(f"edgecore ({act}) aggregate tok/s at concurrency 8 / at 1: {ours[8] / ours[1]:.2f}x")
+            print(f"edgecore ({act}, prefix cache {prefix}) aggregate tok/s at concurrency 8 / at 1: "
+                  f"{ours[8] / ours[1]:.2f}x")
     if llama:
         print(f"llama-server: {llama}")
     path = write_json(args.out, {"settings": vars(args), "rows": rows, "llama_server": llama or "run"})
