@@ -38,7 +38,7 @@ class EngineExecutor:
         self.metrics = metrics
         self.prefix_cache = prefix_cache
         self.jobs: dict[str, Job] = {}
-        self.step_seconds = 0.0  # time spent inside engine.step (the rest of a tick is overhead)
+        self.step_seconds = 0.0  # inside engine.step and the prefix cache copies (the rest of a tick: overhead)
         self.sampled = 0  # tokens sampled by the last execute
         self.sequences = 0  # step items run, over all steps (/ steps = the mean batch)
 
