@@ -17,7 +17,7 @@ def capabilities():
     dispatch now; by default every compiled and detected feature of the
     active tier and the tiers below it). weight_prefetch: how the avx512
     gemm kernels prefetch weights on this CPU ("non-temporal" on AMD, "l2"
-    elsewhere)."""
+    on other x86 CPUs, "none" off x86)."""
     cdef unsigned compiled = ec_features_compiled(), detected = ec_features_detected()
     cdef unsigned active = ec_active_features()
     return {

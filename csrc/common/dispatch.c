@@ -202,7 +202,13 @@ static int cpu_is_amd(void) {
 
 int ec_weight_prefetch_nta = 0;
 
-const char *ec_weight_prefetch_name(void) { return ec_weight_prefetch_nta ? "non-temporal" : "l2"; }
+const char *ec_weight_prefetch_name(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return ec_weight_prefetch_nta ? "non-temporal" : "l2";
+#else
+    return "none"; /* no avx512 tier */
+#endif
+}
 
 int ec_set_active_tier(int tier) {
     if (!ec_tier_available(tier)) return -1;

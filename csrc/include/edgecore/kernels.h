@@ -194,7 +194,8 @@ int ec_feature_tier(int bit);
 unsigned ec_features_compiled(void);
 unsigned ec_features_detected(void); /* CPU + OS, compiled or not */
 /* The avx512 gemm kernels' weight prefetch on this CPU: "non-temporal" (AMD)
- * or "l2" (every other vendor); see csrc/x86/avx512/prefetch_avx512.h. */
+ * or "l2" (every other vendor); "none" off x86. See
+ * csrc/x86/avx512/prefetch_avx512.h. */
 const char *ec_weight_prefetch_name(void);
 unsigned ec_features_available(void);
 unsigned ec_active_features(void);
