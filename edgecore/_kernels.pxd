@@ -87,6 +87,7 @@ cdef extern from "edgecore/kernels.h" nogil:
         int has_dequant
         int mr
         int nr
+        int packs
 
     int ec_wtype_variant_count(int id)
     int ec_wtype_variant(int id, int i, ec_wvariant_info *out)

@@ -115,7 +115,8 @@ def weight_types():
     format its dot product consumes: "f32", "q8_32" or "q8_256"),
     quantize (whether ``quantize`` supports it), and variants: the compiled
     micro-kernel variants, each {"tier", "features", "label", "gemm",
-    "dequantize", "mr", "nr"} (f32 has no gemm variant: it runs the tier's
+    "dequantize", "mr", "nr", "packs"} (packs: decodes a strip of weight
+    rows once for all M tiles of a call) (f32 has no gemm variant: it runs the tier's
     tuned f32 linear kernel)."""
     cdef const ec_wtype_info *t
     cdef ec_wvariant_info v
@@ -130,6 +131,7 @@ def weight_types():
                 "features": [ec_feature_name(b).decode() for b in range(EC_FEATURE_COUNT) if v.features & (1u << b)],
                 "label": _variant_label(v.tier, v.features),
                 "gemm": bool(v.has_gemm), "dequantize": bool(v.has_dequant), "mr": v.mr, "nr": v.nr,
+                "packs": bool(v.packs),
             })
         result.append({
             "name": t.name.decode(), "id": t.id, "block_elems": t.block_elems, "block_bytes": t.block_bytes,

@@ -14,6 +14,9 @@
  *     unit it holds, not a fixed share of the call;
  *   - inside a unit, columns are blocked so that a panel of weight rows
  *     (PANEL_BYTES) stays in cache while every M tile of x passes over it;
+ *     where the micro-kernel has a packer and several M tiles pass, each
+ *     strip of weight rows is decoded once, into a stack buffer, for all
+ *     of them (qkernels.h: same bits either way);
  *     tails call the micro-kernel with a smaller mr / nr;
  *   - bias + activation (or the GLU combine) run on each tile's rows while
  *     they are in L1.
@@ -37,6 +40,7 @@
 #define CHUNKS_PER_THREAD 4  /* work units per thread: late workers can catch up */
 #define F32_ALIGN 32         /* f32 unit boundaries (whole tiles in every tier) */
 #define PANEL_BYTES 65536    /* weight bytes per column block, reused by all M tiles */
+#define PACK_MAX_BYTES 131072 /* largest packed strip (on a worker's stack, like attention's split buffer) */
 
 typedef struct {
     const ec_linear_out *o;
@@ -47,6 +51,7 @@ typedef struct {
     int refine;             /* rows come in (x, residual) pairs */
     size_t row_bytes;       /* bytes per weight row */
     size_t panel;           /* columns per cache block */
+    size_t pack_bytes;      /* a packed strip's bytes; 0: tiles read the weights */
     size_t chunk;           /* columns per work unit */
     size_t first_unit, units;
 } out_plan;
@@ -65,44 +70,61 @@ typedef struct {
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
-/* Rows y[m0, m0 + mt) x columns [j, j + nr) of a refined output: the
+/* Rows y[m0, m0 + mt) x columns [j, j + nr): `gemm` over weights `w`
+ * (stride ws), the strip's first row or its packed copy. Refined: the
  * micro-kernel runs over the 2 mt activation rows (x and residual of each
  * row, interleaved) into a tile on the stack, and each pair is summed. The
  * sum depends on its two rows only, so batch invariance holds. */
-static void refined_tile(const linear_job *job, const out_plan *p, size_t m0, size_t mt, size_t j, size_t nr) {
-    const ec_qresolved *r = p->r;
+static void output_tile(const linear_job *job, const out_plan *p, ec_qgemm_fn gemm, const void *w, size_t ws,
+                        size_t m0, size_t mt, size_t j, size_t nr) {
+    const size_t N = p->o->n, mr = p->r->mr;
+    float *y = p->o->y + m0 * N + j;
+    if (!p->refine) {
+        gemm(job->k, mt, nr, p->x + m0 * p->x_stride, p->x_stride, w, ws, y, N);
+        return;
+    }
     float tile[2 * EC_MR_MAX][EC_NR_MAX];
-    for (size_t v = 0; v < 2 * mt; v += r->mr)
-        r->gemm(job->k, min_size(r->mr, 2 * mt - v), nr, p->x + (2 * m0 + v) * p->x_stride, p->x_stride,
-                (const char *)p->o->w + j * p->row_bytes, p->row_bytes, tile[v], EC_NR_MAX);
-    float *y = p->o->y + m0 * p->o->n + j;
+    for (size_t v = 0; v < 2 * mt; v += mr)
+        gemm(job->k, min_size(mr, 2 * mt - v), nr, p->x + (2 * m0 + v) * p->x_stride, p->x_stride, w, ws, tile[v],
+             EC_NR_MAX);
     for (size_t i = 0; i < mt; i++)
-        for (size_t c = 0; c < nr; c++) y[i * p->o->n + c] = tile[2 * i][c] + tile[2 * i + 1][c];
+        for (size_t c = 0; c < nr; c++) y[i * N + c] = tile[2 * i][c] + tile[2 * i + 1][c];
 }
 
 /* y[:, n0:n1) of one output, raw sums; with `epilogue`, bias + activation
- * applied to each tile's rows right after they are computed. */
+ * applied to the rows of each column panel once they are computed. With a
+ * packer (p->pack_bytes), each strip of nr weight rows is decoded once into
+ * a buffer on this thread's stack and every M tile runs over it; otherwise
+ * a panel of weight rows stays in cache while the M tiles pass. */
 static void quantized_cols(const linear_job *job, const out_plan *p, size_t n0, size_t n1, int epilogue) {
     const ec_qresolved *r = p->r;
     const size_t M = job->m, N = p->o->n;
     const char *w = p->o->w;
     float *y = p->o->y;
     const float *bias = p->o->bias;
+    const int post = epilogue && (bias || job->act != EC_ACT_NONE); /* else it is the identity */
     /* refined: a tile of output rows is half a tile of activation rows */
     const size_t step = p->refine ? (r->mr >= 2 ? r->mr / 2 : 1) : r->mr;
+    unsigned char stack[p->pack_bytes ? p->pack_bytes + SCRATCH_ALIGN - 1 : 1];
+    void *packed = (void *)round_up((size_t)stack, SCRATCH_ALIGN);
     for (size_t nb = n0; nb < n1; nb += p->panel) {
         const size_t ne = min_size(n1, nb + p->panel);
-        for (size_t m0 = 0; m0 < M; m0 += step) {
-            const size_t mt = min_size(step, M - m0);
+        if (p->pack_bytes) {
             for (size_t j = nb; j < ne; j += r->nr) {
                 const size_t nr = min_size(r->nr, ne - j);
-                if (p->refine)
-                    refined_tile(job, p, m0, mt, j, nr);
-                else
-                    r->gemm(job->k, mt, nr, p->x + m0 * p->x_stride, p->x_stride, w + j * p->row_bytes,
-                            p->row_bytes, y + m0 * N + j, N);
+                r->pack(job->k, nr, w + j * p->row_bytes, p->row_bytes, packed);
+                for (size_t m0 = 0; m0 < M; m0 += step)
+                    output_tile(job, p, r->gemm_packed, packed, 0, m0, min_size(step, M - m0), j, nr);
             }
-            if (epilogue && (bias || job->act != EC_ACT_NONE)) /* else it is the identity */
+            if (post)
+                for (size_t i = 0; i < M; i++) job->bias_act(y + i * N + nb, bias ? bias + nb : NULL, ne - nb, job->act);
+            continue;
+        }
+        for (size_t m0 = 0; m0 < M; m0 += step) {
+            const size_t mt = min_size(step, M - m0);
+            for (size_t j = nb; j < ne; j += r->nr)
+                output_tile(job, p, r->gemm, w + j * p->row_bytes, p->row_bytes, m0, mt, j, min_size(r->nr, ne - j));
+            if (post)
                 for (size_t i = m0; i < m0 + mt; i++)
                     job->bias_act(y + i * N + nb, bias ? bias + nb : NULL, ne - nb, job->act);
         }
@@ -284,9 +306,13 @@ int ec_linear_multi(const float *x, size_t m, size_t k, const ec_linear_out *out
         p->x_stride = t->act_format == EC_AF_F32 ? k * sizeof(float) : ec_act_row_bytes(t->act_format, k);
         p->refine = refine && t->act_format != EC_AF_F32;
         p->f32 = (ec_linear_args){x, outs[o].w, outs[o].bias, outs[o].y, m, outs[o].n, k, outs[o].transposed, act};
+        p->pack_bytes = 0;
         if (t->id == EC_WT_F32) {
             p->panel = outs[o].n;
         } else {
+            /* pack when more than one M tile passes over each strip */
+            const size_t act_rows = p->refine ? 2 * m : m, packed = k / t->block_elems * p->r->packed_block_bytes;
+            if (p->r->pack && act_rows > p->r->mr && packed <= PACK_MAX_BYTES) p->pack_bytes = packed;
             const size_t nr = p->r->nr;
             const size_t fit = p->row_bytes ? PANEL_BYTES / p->row_bytes / nr * nr : outs[o].n;
             p->panel = fit > nr ? fit : nr;

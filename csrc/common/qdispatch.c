@@ -104,6 +104,11 @@ static void resolve(int active, unsigned features) {
         /* a table line outside the driver's limits gets the nearest legal tile */
         r->mr = g ? (g->mr < 1 ? 1 : g->mr > EC_MR_MAX ? EC_MR_MAX : g->mr) : 0;
         r->nr = g ? (g->nr < 1 ? 1 : g->nr > EC_NR_MAX ? EC_NR_MAX : g->nr) : 0;
+        const ec_qpacker *pk = g ? g->packer : NULL;
+        const int packs = pk && pk->pack && pk->gemm_packed && pk->packed_block_bytes;
+        r->pack = packs ? pk->pack : NULL;
+        r->gemm_packed = packs ? pk->gemm_packed : NULL;
+        r->packed_block_bytes = packs ? pk->packed_block_bytes : 0;
         /* f32 has no micro-kernel: the driver calls the tier's linear_f32 */
         r->chosen.gemm_tier = g ? tier : active;
         r->chosen.gemm_features = g ? g->features : 0;
@@ -164,7 +169,7 @@ static int variant_at(int id, int want, ec_wvariant_info *out) {
             if (v->wtype != id) continue;
             if (seen++ == want && out) {
                 *out = (ec_wvariant_info){tiers[t], v->features, v->gemm != NULL, v->dequant != NULL,
-                                          v->mr, v->nr};
+                                          v->mr, v->nr, v->gemm && v->packer};
                 return 0;
             }
         }

@@ -39,6 +39,25 @@
 typedef void (*ec_qgemm_fn)(size_t k, size_t mr, size_t nr, const void *x, size_t x_stride,
                             const void *w, size_t w_stride, float *y, size_t ldy);
 
+/*
+ * Packed strips (optional, paired with the gemm of the same table line):
+ * pack decodes weight rows 0..nr-1 (W(j, .) at w + j * w_stride, the
+ * gemm's layout) into buf in whatever form the micro-kernel reads fastest,
+ * k / block_elems * packed_block_bytes bytes, buf 64-byte aligned (rows
+ * past nr may be filled with any row's data: they are never stored).
+ * gemm_packed is the gemm with w = buf (w_stride is ignored) and must write
+ * the same bits as gemm for every (i, j): the driver packs a strip once
+ * when several M tiles pass over it (prefill, batched decode) and calls
+ * gemm otherwise, and batch invariance depends on both agreeing.
+ */
+typedef void (*ec_qpack_fn)(size_t k, size_t nr, const void *w, size_t w_stride, void *buf);
+
+typedef struct {
+    ec_qpack_fn pack;
+    ec_qgemm_fn gemm_packed;
+    unsigned packed_block_bytes;
+} ec_qpacker;
+
 /* One weight row of k elements -> float32, bit for bit what the gguf
  * package's dequantize gives (the operations it does are exact or a single
  * rounding, so every tier can match it). */
@@ -63,6 +82,7 @@ typedef struct {
     ec_qgemm_fn gemm;   /* may be NULL */
     unsigned char mr, nr;
     ec_dequant_fn dequant; /* may be NULL */
+    const ec_qpacker *packer; /* may be NULL: the gemm is never packed */
 } ec_qvariant;
 
 /* One line of a tier's activation-quantizer table. */
@@ -72,7 +92,7 @@ typedef struct {
     ec_actquant_fn quantize;
 } ec_actq_variant;
 
-#define EC_QVARIANT_END {-1, 0, 0, 0, 0, 0}
+#define EC_QVARIANT_END {-1, 0, 0, 0, 0, 0, 0}
 #define EC_ACTQ_END {-1, 0, 0}
 
 /* Everything one tier contributes. Lines are searched in order: list a
@@ -101,6 +121,9 @@ typedef struct {
     const ec_wtype_info *info;
     ec_qgemm_fn gemm;
     size_t mr, nr;
+    ec_qpack_fn pack; /* from gemm's line; NULL: never packed */
+    ec_qgemm_fn gemm_packed;
+    size_t packed_block_bytes;
     ec_dequant_fn dequant;
     ec_actquant_fn actquant; /* NULL for float32 activations */
     ec_wtype_dispatch chosen;

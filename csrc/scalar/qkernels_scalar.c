@@ -28,18 +28,18 @@ extern const ec_actq_variant ec_actq_scalar[];
 
 /* mr x nr: 4 activation rows share each decoded weight block. */
 static const ec_qvariant weights[] = {
-    /* type       features gemm                 mr nr  dequant */
-    {EC_WT_F32, 0, NULL, 0, 0, ec_dequant_f32_scalar},
-    {EC_WT_F16, 0, ec_qgemm_f16_scalar, 4, 4, ec_dequant_f16_scalar},
-    {EC_WT_BF16, 0, ec_qgemm_bf16_scalar, 4, 4, ec_dequant_bf16_scalar},
-    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_scalar, 4, 4, ec_dequant_q8_0_scalar},
-    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_scalar, 4, 4, ec_dequant_q4_0_scalar},
-    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_scalar, 4, 4, ec_dequant_q4_1_scalar},
-    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_scalar, 4, 4, ec_dequant_q5_0_scalar},
-    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_scalar, 4, 4, ec_dequant_q5_1_scalar},
-    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_scalar, 4, 4, ec_dequant_q4_k_scalar},
-    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_scalar, 4, 4, ec_dequant_q5_k_scalar},
-    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_scalar, 4, 4, ec_dequant_q6_k_scalar},
+    /* type       features gemm                 mr nr  dequant  packer */
+    {EC_WT_F32, 0, NULL, 0, 0, ec_dequant_f32_scalar, NULL},
+    {EC_WT_F16, 0, ec_qgemm_f16_scalar, 4, 4, ec_dequant_f16_scalar, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_scalar, 4, 4, ec_dequant_bf16_scalar, NULL},
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_scalar, 4, 4, ec_dequant_q8_0_scalar, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_scalar, 4, 4, ec_dequant_q4_0_scalar, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_scalar, 4, 4, ec_dequant_q4_1_scalar, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_scalar, 4, 4, ec_dequant_q5_0_scalar, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_scalar, 4, 4, ec_dequant_q5_1_scalar, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_scalar, 4, 4, ec_dequant_q4_k_scalar, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_scalar, 4, 4, ec_dequant_q5_k_scalar, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_scalar, 4, 4, ec_dequant_q6_k_scalar, NULL},
     EC_QVARIANT_END,
 };
 

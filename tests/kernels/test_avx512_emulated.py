@@ -163,7 +163,7 @@ class Emulated:
         lib.emu_attention.argtypes = [i, p, z, z, p, p, i, z, z, z, z, p, z, z, p, p, f, z, f, p, p]
         lib.emu_qline.argtypes = [i, i, p]
         lib.emu_qactline.argtypes = [i, i, p]
-        lib.emu_qgemm.argtypes = [i, i, z, z, z, p, z, p, z, p, z, z]
+        lib.emu_qgemm.argtypes = [i, i, z, z, z, p, z, p, z, p, z, z, i]
         lib.emu_qdequant.argtypes = [i, i, p, z, p, z]
         lib.emu_qactquant.argtypes = [i, i, p, z, z, p, z]
         for fn in (
@@ -314,9 +314,9 @@ class Emulated:
 
     def qlines(self, tier) -> list[dict]:
         """The tier's weight table, line by line (index = line number)."""
-        lines, info = [], np.zeros(6, np.int32)
+        lines, info = [], np.zeros(7, np.int32)
         while self.lib.emu_qline(tier, len(lines), _ptr(info)) == 0:
-            wtype, features, gemm, mr, nr, dequant = (int(v) for v in info)
+            wtype, features, gemm, mr, nr, dequant, packed = (int(v) for v in info)
             lines.append(
                 {
                     "wtype": wtype,
@@ -325,6 +325,7 @@ class Emulated:
                     "mr": mr,
                     "nr": nr,
                     "dequant": bool(dequant),
+                    "packs": bool(packed),
                     "index": len(lines),
                 }
             )
@@ -336,14 +337,16 @@ class Emulated:
             lines.append({"format": int(info[0]), "features": int(info[1]), "index": len(lines)})
         return lines
 
-    def qgemm(self, tier, line, xq, w, k, mr, nr):
+    def qgemm(self, tier, line, xq, w, k, mr, nr, packed=False):
         """Raw sums [m, n] of the activation blocks xq (bytes [m, row]) and the
-        weight rows w (bytes [n, row]), in mr x nr tiles."""
+        weight rows w (bytes [n, row]), in mr x nr tiles (packed: each strip of
+        nr weight rows through the line's packer and packed kernel)."""
         xq, w = np.ascontiguousarray(xq), np.ascontiguousarray(w).view(np.uint8)
         m, n = xq.shape[0], w.shape[0]
         y = np.full((m, n), -7.0, np.float32)  # an unwritten output stays -7
         rc = self.lib.emu_qgemm(
-            tier, line, k, m, n, _ptr(xq), xq.shape[1] if m else 0, _ptr(w), w.shape[1] if n else 0, _ptr(y), mr, nr
+            tier, line, k, m, n, _ptr(xq), xq.shape[1] if m else 0, _ptr(w), w.shape[1] if n else 0, _ptr(y), mr, nr,
+            int(packed),
         )
         _check(rc, "qgemm")
         return y
@@ -819,7 +822,8 @@ def _activation_bytes(x, name):
 def test_qgemm_lines_match_scalar_and_reference(emu, name):
     """Every N tail and several tiles (the line's own, one row, one column,
     odd sizes): bitwise the scalar kernel for the integer-exact types, and
-    within the float32 bound of the float64 reference for all."""
+    within the float32 bound of the float64 reference for all; a line with
+    a packer also through its packed strips."""
     from support.quant import assert_within, linear_reference, random_weights
 
     exact = QTYPES[name]["activations"] != "f32"
@@ -843,11 +847,12 @@ def test_qgemm_lines_match_scalar_and_reference(emu, name):
             want = emu.qgemm(SCALAR, sline["index"], xq, w, k, sline["mr"], sline["nr"])
             ref, tol = linear_reference(x, w, name)
             for mr, nr in tiles:
-                got = emu.qgemm(AVX512, line["index"], xq, w, k, mr, nr)
-                what = f"{name} {_label(line)} m={m} n={n} k={k} tile {mr}x{nr}"
-                if exact:
-                    np.testing.assert_array_equal(got, want, err_msg=what)
-                assert_within(got, ref, tol, what)
+                for packed in (False, True) if line["packs"] else (False,):
+                    got = emu.qgemm(AVX512, line["index"], xq, w, k, mr, nr, packed)
+                    what = f"{name} {_label(line)} m={m} n={n} k={k} tile {mr}x{nr}{' packed' if packed else ''}"
+                    if exact:
+                        np.testing.assert_array_equal(got, want, err_msg=what)
+                    assert_within(got, ref, tol, what)
 
 
 @pytest.mark.parametrize("name", [n for n in QNAMES if QTYPES[n]["activations"] != "f32"])

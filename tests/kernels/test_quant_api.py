@@ -63,6 +63,18 @@ def test_every_type_has_a_complete_scalar_variant():
             assert 1 <= v["mr"] <= 8 and 1 <= v["nr"] <= 16 or not v["gemm"]
 
 
+def test_avx512_packs_the_32_block_types():
+    """The avx512 kernels of the 32-element block types decode each strip of
+    weight rows once per call (csrc/common/qkernels.h, packed strips); the
+    row-independence tests compare those calls with unpacked ones."""
+    packing = {(t["name"], v["label"]) for t in ops.weight_types() for v in t["variants"] if v["packs"]}
+    for t in ops.weight_types():
+        for v in t["variants"]:
+            if v["tier"] == "avx512" and t["name"] in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"):
+                assert (t["name"], v["label"]) in packing
+    assert all(label.startswith("avx512") for _, label in packing)
+
+
 def expected_dispatch(name, tier, features):
     """The dispatch rule, re-implemented from the registry listing: per slot,
     the tiers the active one runs, best first; in a tier, the first listed

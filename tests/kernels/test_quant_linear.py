@@ -175,6 +175,23 @@ def test_row_independent_of_batch(name, config, refine):
             np.testing.assert_array_equal(y, alone[start : start + m], err_msg=f"m={m}")
 
 
+@pytest.mark.parametrize("refine", [False, True], ids=["q8", "refined"])
+@pytest.mark.parametrize("name, config", variant_params(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]))
+def test_rows_independent_of_batch_past_the_packed_strip_limit(name, config, refine):
+    """K = 6656 (208 blocks): a packed strip of 16 rows (640 bytes per
+    block on avx512) would exceed the driver's 128 KiB stack buffer, so a
+    many-tile call reads the weights unpacked; its rows still equal the rows
+    computed alone, and a packed call at K = 3200 agrees too."""
+    rng = np.random.default_rng(NAMES.index(name) + 300)
+    for k in (3200, 6656):
+        w = random_weights(rng, name, 20, k)
+        xs = inputs(rng, 17, k)
+        with use(config):
+            alone = np.concatenate([ops.linear(xs[i : i + 1], w, wtype=name, refine=refine) for i in range(17)])
+            y = ops.linear(xs, w, wtype=name, refine=refine)
+        np.testing.assert_array_equal(y, alone, err_msg=f"k={k}")
+
+
 @pytest.mark.parametrize("transposed", [False, True], ids=["nk", "kn"])
 @pytest.mark.parametrize("name, config", variant_params(["f32"]))
 def test_f32_rows_independent_of_batch_over_k_blocks(name, config, transposed):

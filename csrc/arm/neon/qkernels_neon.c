@@ -55,38 +55,38 @@ GEMM(ec_qgemm_q5_1_neon_i8mm)
 #endif
 
 static const ec_qvariant weights[] = {
-    /* type  features  gemm  mr nr  dequant */
+    /* type  features  gemm  mr nr  dequant  packer */
 #ifdef EC_BUILD_I8MM
     /* variants that need i8mm (sources in csrc/arm/neon/i8mm/); their one-row
      * tiles use sdot, so they need dotprod too. mr = 8: 4 row pairs share
      * each decoded and interleaved weight block. */
-    {EC_WT_Q8_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q8_0_neon_i8mm, 8, 16, NULL},
-    {EC_WT_Q4_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q4_0_neon_i8mm, 8, 16, NULL},
-    {EC_WT_Q4_1, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_i8mm, 8, 16, NULL},
-    {EC_WT_Q5_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_i8mm, 8, 16, NULL},
-    {EC_WT_Q5_1, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_i8mm, 8, 16, NULL},
+    {EC_WT_Q8_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q8_0_neon_i8mm, 8, 16, NULL, NULL},
+    {EC_WT_Q4_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q4_0_neon_i8mm, 8, 16, NULL, NULL},
+    {EC_WT_Q4_1, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_i8mm, 8, 16, NULL, NULL},
+    {EC_WT_Q5_0, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_i8mm, 8, 16, NULL, NULL},
+    {EC_WT_Q5_1, EC_FEAT_I8MM | EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_i8mm, 8, 16, NULL, NULL},
 #endif
 #ifdef EC_BUILD_DOTPROD
     /* variants that need dotprod (sources in csrc/arm/neon/dotprod/) */
-    {EC_WT_Q8_0, EC_FEAT_DOTPROD, ec_qgemm_q8_0_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q4_0, EC_FEAT_DOTPROD, ec_qgemm_q4_0_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q4_1, EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q5_0, EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q5_1, EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q4_K, EC_FEAT_DOTPROD, ec_qgemm_q4_k_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q5_K, EC_FEAT_DOTPROD, ec_qgemm_q5_k_neon_dotprod, 4, 16, NULL},
-    {EC_WT_Q6_K, EC_FEAT_DOTPROD, ec_qgemm_q6_k_neon_dotprod, 4, 16, NULL},
+    {EC_WT_Q8_0, EC_FEAT_DOTPROD, ec_qgemm_q8_0_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q4_0, EC_FEAT_DOTPROD, ec_qgemm_q4_0_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q4_1, EC_FEAT_DOTPROD, ec_qgemm_q4_1_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q5_0, EC_FEAT_DOTPROD, ec_qgemm_q5_0_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q5_1, EC_FEAT_DOTPROD, ec_qgemm_q5_1_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q4_K, EC_FEAT_DOTPROD, ec_qgemm_q4_k_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q5_K, EC_FEAT_DOTPROD, ec_qgemm_q5_k_neon_dotprod, 4, 16, NULL, NULL},
+    {EC_WT_Q6_K, EC_FEAT_DOTPROD, ec_qgemm_q6_k_neon_dotprod, 4, 16, NULL, NULL},
 #endif
-    {EC_WT_F16, 0, ec_qgemm_f16_neon, 4, 16, NULL},
-    {EC_WT_BF16, 0, ec_qgemm_bf16_neon, 4, 16, ec_dequant_bf16_neon},
-    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, ec_dequant_q8_0_neon},
-    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, ec_dequant_q4_0_neon},
-    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, ec_dequant_q4_1_neon},
-    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, ec_dequant_q5_0_neon},
-    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, ec_dequant_q5_1_neon},
-    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_neon, 4, 16, ec_dequant_q4_k_neon},
-    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_neon, 4, 16, ec_dequant_q5_k_neon},
-    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_neon, 4, 16, ec_dequant_q6_k_neon},
+    {EC_WT_F16, 0, ec_qgemm_f16_neon, 4, 16, NULL, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_neon, 4, 16, ec_dequant_bf16_neon, NULL},
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_neon, 4, 16, ec_dequant_q8_0_neon, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_neon, 4, 16, ec_dequant_q4_0_neon, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_neon, 4, 16, ec_dequant_q4_1_neon, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_neon, 4, 16, ec_dequant_q5_0_neon, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_neon, 4, 16, ec_dequant_q5_1_neon, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_neon, 4, 16, ec_dequant_q4_k_neon, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_neon, 4, 16, ec_dequant_q5_k_neon, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_neon, 4, 16, ec_dequant_q6_k_neon, NULL},
     EC_QVARIANT_END,
 };
 

@@ -211,6 +211,7 @@ typedef struct {
     unsigned features;  /* ec_feature bits it needs (0: the plain tier) */
     int has_gemm, has_dequant;
     int mr, nr;         /* its preferred tile (gemm only) */
+    int packs;          /* packs weight strips for multi-tile calls (qkernels.h) */
 } ec_wvariant_info;
 
 /* Variants of type `id` compiled into this build; -1 if id is unknown. */

@@ -39,28 +39,28 @@ GEMM_VNNI(q5_1)
 #endif
 
 static const ec_qvariant weights[] = {
-    /* type  features  gemm  mr nr  dequant */
+    /* type  features  gemm  mr nr  dequant  packer */
 #ifdef EC_BUILD_AVX_VNNI
     /* variants that need AVX-VNNI (sources in csrc/x86/avx2/avx_vnni/): vpdpbusd block dots */
-    {EC_WT_Q8_0, EC_FEAT_AVX_VNNI, ec_qgemm_q8_0_avx_vnni, 8, 8, NULL},
-    {EC_WT_Q4_0, EC_FEAT_AVX_VNNI, ec_qgemm_q4_0_avx_vnni, 8, 8, NULL},
-    {EC_WT_Q4_1, EC_FEAT_AVX_VNNI, ec_qgemm_q4_1_avx_vnni, 8, 8, NULL},
-    {EC_WT_Q5_0, EC_FEAT_AVX_VNNI, ec_qgemm_q5_0_avx_vnni, 8, 8, NULL},
-    {EC_WT_Q5_1, EC_FEAT_AVX_VNNI, ec_qgemm_q5_1_avx_vnni, 8, 8, NULL},
+    {EC_WT_Q8_0, EC_FEAT_AVX_VNNI, ec_qgemm_q8_0_avx_vnni, 8, 8, NULL, NULL},
+    {EC_WT_Q4_0, EC_FEAT_AVX_VNNI, ec_qgemm_q4_0_avx_vnni, 8, 8, NULL, NULL},
+    {EC_WT_Q4_1, EC_FEAT_AVX_VNNI, ec_qgemm_q4_1_avx_vnni, 8, 8, NULL, NULL},
+    {EC_WT_Q5_0, EC_FEAT_AVX_VNNI, ec_qgemm_q5_0_avx_vnni, 8, 8, NULL, NULL},
+    {EC_WT_Q5_1, EC_FEAT_AVX_VNNI, ec_qgemm_q5_1_avx_vnni, 8, 8, NULL, NULL},
 #endif
     /* f16/bf16: 4 activation rows x 3 weight rows per inner tile (qgemm_half_avx2.c) */
-    {EC_WT_F16, 0, ec_qgemm_f16_avx2, 4, 6, NULL},
-    {EC_WT_BF16, 0, ec_qgemm_bf16_avx2, 4, 6, NULL},
+    {EC_WT_F16, 0, ec_qgemm_f16_avx2, 4, 6, NULL, NULL},
+    {EC_WT_BF16, 0, ec_qgemm_bf16_avx2, 4, 6, NULL, NULL},
     /* 32-blocks: 8 weight rows x 8 activation rows (qgemm32_avx2.h) */
-    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx2, 8, 8, NULL},
-    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx2, 8, 8, NULL},
-    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx2, 8, 8, NULL},
-    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx2, 8, 8, NULL},
-    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx2, 8, 8, NULL},
+    {EC_WT_Q8_0, 0, ec_qgemm_q8_0_avx2, 8, 8, NULL, NULL},
+    {EC_WT_Q4_0, 0, ec_qgemm_q4_0_avx2, 8, 8, NULL, NULL},
+    {EC_WT_Q4_1, 0, ec_qgemm_q4_1_avx2, 8, 8, NULL, NULL},
+    {EC_WT_Q5_0, 0, ec_qgemm_q5_0_avx2, 8, 8, NULL, NULL},
+    {EC_WT_Q5_1, 0, ec_qgemm_q5_1_avx2, 8, 8, NULL, NULL},
     /* K-quants: one weight row at a time, decoded once per 8 activation rows (qgemmk_avx2.c) */
-    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx2, 8, 4, NULL},
-    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx2, 8, 4, NULL},
-    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx2, 8, 4, NULL},
+    {EC_WT_Q4_K, 0, ec_qgemm_q4_k_avx2, 8, 4, NULL, NULL},
+    {EC_WT_Q5_K, 0, ec_qgemm_q5_k_avx2, 8, 4, NULL, NULL},
+    {EC_WT_Q6_K, 0, ec_qgemm_q6_k_avx2, 8, 4, NULL, NULL},
     EC_QVARIANT_END,
 };
 

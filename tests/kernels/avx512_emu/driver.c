@@ -474,7 +474,8 @@ static const ec_tier_qkernels *qtier(int tier) {
 }
 
 /* Line `i` of the tier's weight table: info = {wtype, features, has gemm,
- * mr, nr, has dequant}. Returns -1 past the end. */
+ * mr, nr, has dequant, packed block bytes (0: no packer)}. Returns -1 past
+ * the end. */
 int emu_qline(int tier, int i, int *info) {
     const ec_tier_qkernels *t = qtier(tier);
     if (!t || i < 0) return -1;
@@ -487,6 +488,7 @@ int emu_qline(int tier, int i, int *info) {
     info[3] = v->mr;
     info[4] = v->nr;
     info[5] = v->dequant != NULL;
+    info[6] = v->packer ? (int)v->packer->packed_block_bytes : 0;
     return 0;
 }
 
@@ -503,31 +505,43 @@ int emu_qactline(int tier, int i, int *info) {
 
 typedef struct {
     ec_qgemm_fn fn;
+    const ec_qpacker *packer; /* non-NULL: pack each strip, then run its gemm_packed */
     size_t k, m, n, xs, ws, mr, nr;
     const char *x, *w;
     float *y;
+    void *packed; /* a 64-byte aligned strip buffer */
 } qgemm_call;
 
 /* The whole [m, n] output in mr x nr tiles, column blocks outermost, with
  * the short tiles at the ends, as the linear driver calls them. */
 static void qgemm_body(void *ctx) {
     const qgemm_call *c = ctx;
-    for (size_t j = 0; j < c->n; j += c->nr)
+    for (size_t j = 0; j < c->n; j += c->nr) {
+        const size_t nt = c->n - j < c->nr ? c->n - j : c->nr;
+        if (c->packer) c->packer->pack(c->k, nt, c->w + j * c->ws, c->ws, c->packed);
         for (size_t i = 0; i < c->m; i += c->mr) {
-            const size_t mt = c->m - i < c->mr ? c->m - i : c->mr, nt = c->n - j < c->nr ? c->n - j : c->nr;
-            c->fn(c->k, mt, nt, c->x + i * c->xs, c->xs, c->w + j * c->ws, c->ws, c->y + i * c->n + j, c->n);
+            const size_t mt = c->m - i < c->mr ? c->m - i : c->mr;
+            if (c->packer)
+                c->packer->gemm_packed(c->k, mt, nt, c->x + i * c->xs, c->xs, c->packed, 0, c->y + i * c->n + j, c->n);
+            else
+                c->fn(c->k, mt, nt, c->x + i * c->xs, c->xs, c->w + j * c->ws, c->ws, c->y + i * c->n + j, c->n);
         }
+    }
 }
 
 /* y [m, n] = x (m rows of xs bytes, the type's activation format) times the
  * n weight rows (ws bytes each), by line `line`'s gemm in tiles of at most
- * mr x nr (a smaller tile than the line's exercises the tails). */
+ * mr x nr (a smaller tile than the line's exercises the tails); with
+ * `packed`, through the line's packer and packed kernel instead. */
 int emu_qgemm(int tier, int line, size_t k, size_t m, size_t n, const void *x, size_t xs, const void *w, size_t ws,
-              float *y, size_t mr, size_t nr) {
-    int info[6];
-    if (emu_qline(tier, line, info) || !info[2]) return EMU_NO_TIER;
+              float *y, size_t mr, size_t nr, int packed) {
+    int info[7];
+    if (emu_qline(tier, line, info) || !info[2] || (packed && !info[6])) return EMU_NO_TIER;
     if (mr < 1 || mr > (size_t)info[3] || nr < 1 || nr > (size_t)info[4]) return EMU_NO_TIER;
-    qgemm_call c = {qtier(tier)->weights[line].gemm, k, m, n, xs, ws, mr, nr, NULL, NULL, NULL};
+    const ec_qvariant *v = &qtier(tier)->weights[line];
+    static unsigned char strip[1 << 20] __attribute__((aligned(64)));
+    if (packed && k / 32 * (size_t)info[6] > sizeof strip) return EMU_NO_MEMORY;
+    qgemm_call c = {v->gemm, packed ? v->packer : NULL, k, m, n, xs, ws, mr, nr, NULL, NULL, NULL, strip};
     guard_set s = {{(void *)x, (void *)w, y}, {m * xs, n * ws, m * n * sizeof(float)}, {{0}}, {0}, 3};
     int ret = EMU_NO_MEMORY;
     if (guard_all(&s) == 0) {
