@@ -44,12 +44,58 @@ EC_INLINE __m512i dword_byte(__m512i v, int b) {
     return _mm512_and_si512(_mm512_srli_epi32(v, 8 * b), _mm512_set1_epi32(0xFF));
 }
 
+/* Sub-block `sub` (= 2c + half) of a super-block, in column order: wv[j]
+ * holds elements 4j..4j+3 of each column (one per dword), from `packed`
+ * (the 32 code bytes of sub-blocks 2c and 2c + 1, transposed) and, for
+ * q5_k, the transposed qh bytes. */
+EC_INLINE void k45_sub_codes(int five, const __m512i packed[8], const __m512i qh[8], int half, int sub,
+                             __m512i wv[8]) {
+    const __m512i nib = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+    for (int j = 0; j < 8; j++) {
+        wv[j] = _mm512_and_si512(half ? _mm512_srli_epi16(packed[j], 4) : packed[j], nib);
+        if (five) /* bit `sub` of qh[l]: bit 4 of element l of sub-block `sub` */
+            wv[j] = _mm512_or_si512(
+                wv[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[j], _mm512_set1_epi8((char)(1 << sub))), bit4));
+    }
+}
+
+/* isc + scale * (sub-block `sub`'s codes . x row), per column */
+EC_INLINE __m512i k45_sub_row(__m512i isc, const __m512i wv[8], __m512i scale, const ec_act_q8_256 *xb, int sub) {
+    const int e = 32 * sub;
+    __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j += 2) {
+        even = _mm512_dpbusd_epi32(even, wv[j], xk_dword(xb, e + 4 * j));
+        odd = _mm512_dpbusd_epi32(odd, wv[j + 1], xk_dword(xb, e + 4 * j + 4));
+    }
+    return _mm512_add_epi32(isc, _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
+}
+
+/* q5_k: qh bytes 0..31 of the columns in column order, as the codes */
+EC_INLINE void k45_high_bits(const uint8_t *const *p, size_t off, __m512i qh[8]) {
+    __m512i g[4];
+    for (int h = 0; h < 2; h++) {
+        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 16 + 16 * h);
+        transpose_dwords(g, qh + 4 * h);
+    }
+}
+
+/* the 32 code bytes of sub-blocks 2c (low nibbles) and 2c + 1 (high), transposed */
+EC_INLINE void k45_chunk(const uint8_t *const *p, size_t off, __m512i packed[8]) {
+    __m512i g[4];
+    for (int h = 0; h < 2; h++) {
+        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 16 * h);
+        transpose_dwords(g, packed + 4 * h);
+    }
+}
+
+/* sub-block scale `sub` of the 16 columns, one per dword: 0-3 in sc_lo, 4-7 in sc_hi */
+EC_INLINE __m512i k45_scale(const k45_header *hd, int sub) { return dword_byte(sub < 4 ? hd->sc_lo : hd->sc_hi, sub % 4); }
+
 EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w,
                         size_t ws, float *y, size_t ldy) {
     const size_t bb = five ? 176 : 144, qs_at = five ? 48 : 16;
-    const __m512i nib = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
     const uint8_t *p[QNR];
-    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
+    tile_rows(w, ws, nr, p);
     __m512 acc[QMRK];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
@@ -57,45 +103,20 @@ EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x,
         const size_t off = b * bb;
         k45_header hd;
         k45_unpack(p, off, &hd);
-        __m512i g[4];
-        /* q5_k: qh bytes 0..31 of the columns in column order, as the codes */
         __m512i qh[8];
-        if (five) {
-            for (int h = 0; h < 2; h++) {
-                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 16 + 16 * h);
-                transpose_dwords(g, qh + 4 * h);
-            }
-        }
+        if (five) k45_high_bits(p, off, qh);
         __m512i isc[QMRK];
         for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
-            /* the 32 code bytes of sub-blocks 2c (low nibbles) and 2c + 1 (high) */
             __m512i packed[8];
-            for (int h = 0; h < 2; h++) {
-                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + qs_at + 32 * c + 16 * h);
-                transpose_dwords(g, packed + 4 * h);
-            }
+            k45_chunk(p, off + qs_at + 32 * c, packed);
             for (int half = 0; half < 2; half++) {
-                const int sub = 2 * c + half; /* scales 0-3 in sc_lo, 4-7 in sc_hi, one per byte */
-                const __m512i scale = dword_byte(sub < 4 ? hd.sc_lo : hd.sc_hi, sub % 4);
+                const int sub = 2 * c + half;
+                const __m512i scale = k45_scale(&hd, sub);
                 __m512i wv[8];
-                for (int j = 0; j < 8; j++) {
-                    wv[j] = _mm512_and_si512(half ? _mm512_srli_epi16(packed[j], 4) : packed[j], nib);
-                    if (five) /* bit `sub` of qh[l]: bit 4 of element l of sub-block `sub` */
-                        wv[j] = _mm512_or_si512(
-                            wv[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[j], _mm512_set1_epi8((char)(1 << sub))),
-                                                         bit4));
-                }
-                for (size_t i = 0; i < mr; i++) {
-                    const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
-                    const int e = 32 * sub;
-                    __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-                    for (int j = 0; j < 8; j += 2) {
-                        even = _mm512_dpbusd_epi32(even, wv[j], xk_dword(xb, e + 4 * j));
-                        odd = _mm512_dpbusd_epi32(odd, wv[j + 1], xk_dword(xb, e + 4 * j + 4));
-                    }
-                    isc[i] = _mm512_add_epi32(isc[i], _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
-                }
+                k45_sub_codes(five, packed, qh, half, sub, wv);
+                for (size_t i = 0; i < mr; i++)
+                    isc[i] = k45_sub_row(isc[i], wv, scale, (const ec_act_q8_256 *)((const char *)x + i * xs) + b, sub);
             }
         }
         for (size_t i = 0; i < mr; i++)
@@ -103,6 +124,90 @@ EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x,
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
     for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+/* Packed strips (qkernels.h): per super-block, the header and every
+ * sub-block's codes and scale as k45_cols computes them, stored; the packed
+ * tile runs k45_sub_row and k45_row over them in k45_cols's order, so the
+ * bits are its (and the plain kernel's, which runs at mr <= 2). */
+typedef struct {
+    __m512i wv[8][8];
+    __m512i scale[8];
+    k45_header hd;
+} k45_block16;
+_Static_assert(sizeof(k45_block16) == 5120, "qkernels_avx512.c declares 5120 bytes per packed q4_k/q5_k block");
+
+EC_INLINE void k45_pack(int five, size_t k, size_t nr, const void *w, size_t ws, void *buf) {
+    const size_t bb = five ? 176 : 144, qs_at = five ? 48 : 16;
+    const uint8_t *p[QNR];
+    tile_rows(w, ws, nr, p);
+    k45_block16 *out = (k45_block16 *)buf;
+    for (size_t b = 0; b < k / 256; b++) {
+        prefetch_ahead(w, ws, b, bb);
+        const size_t off = b * bb;
+        k45_unpack(p, off, &out[b].hd);
+        __m512i qh[8];
+        if (five) k45_high_bits(p, off, qh);
+        for (int c = 0; c < 4; c++) {
+            __m512i packed[8];
+            k45_chunk(p, off + qs_at + 32 * c, packed);
+            for (int half = 0; half < 2; half++) {
+                const int sub = 2 * c + half;
+                out[b].scale[sub] = k45_scale(&out[b].hd, sub);
+                k45_sub_codes(five, packed, qh, half, sub, out[b].wv[sub]);
+            }
+        }
+    }
+}
+
+EC_INLINE void k45_packed_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const k45_block16 *pk,
+                               float *y, size_t ldy) {
+    __m512 acc[QMRK];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / 256; b++) {
+        __m512i isc[QMRK];
+        for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
+        for (int sub = 0; sub < 8; sub++)
+            for (size_t i = 0; i < mr; i++)
+                isc[i] = k45_sub_row(isc[i], pk[b].wv[sub], pk[b].scale[sub],
+                                     (const ec_act_q8_256 *)((const char *)x + i * xs) + b, sub);
+        for (size_t i = 0; i < mr; i++)
+            acc[i] = k45_row(&pk[b].hd, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b, acc[i]);
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+EC_INLINE void k45_packed(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf, float *y,
+                          size_t ldy) {
+    const k45_block16 *pk = (const k45_block16 *)buf;
+    switch (mr) {
+    case 1: k45_packed_tile(1, k, nr, x, xs, pk, y, ldy); break;
+    case 2: k45_packed_tile(2, k, nr, x, xs, pk, y, ldy); break;
+    case 3: k45_packed_tile(3, k, nr, x, xs, pk, y, ldy); break;
+    case 4: k45_packed_tile(4, k, nr, x, xs, pk, y, ldy); break;
+    case 5: k45_packed_tile(5, k, nr, x, xs, pk, y, ldy); break;
+    case 6: k45_packed_tile(6, k, nr, x, xs, pk, y, ldy); break;
+    case 7: k45_packed_tile(7, k, nr, x, xs, pk, y, ldy); break;
+    default: k45_packed_tile(8, k, nr, x, xs, pk, y, ldy); break;
+    }
+}
+
+void ec_qpack_q4_k_avx512_vnni(size_t k, size_t nr, const void *w, size_t ws, void *buf) {
+    k45_pack(0, k, nr, w, ws, buf);
+}
+void ec_qpack_q5_k_avx512_vnni(size_t k, size_t nr, const void *w, size_t ws, void *buf) {
+    k45_pack(1, k, nr, w, ws, buf);
+}
+void ec_qgemm_packed_q4_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf,
+                                      size_t ws, float *y, size_t ldy) {
+    (void)ws;
+    k45_packed(k, mr, nr, x, xs, buf, y, ldy);
+}
+void ec_qgemm_packed_q5_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf,
+                                      size_t ws, float *y, size_t ldy) {
+    (void)ws;
+    k45_packed(k, mr, nr, x, xs, buf, y, ldy);
 }
 
 /* ---- q6_k ------------------------------------------------------------------
