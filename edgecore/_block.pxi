@@ -69,6 +69,42 @@ cdef cnp.ndarray _norm_weight(object a, str fn, str name, cnp.npy_intp d):
 
 
 @cython.final
+cdef tuple _step_inputs(str fn, object x, object delta, object positions, Py_ssize_t rows, Py_ssize_t d,
+                        cnp.ndarray h, str h_name):
+    """A decoder step's x [m, d] float32 (m <= rows, writable), delta (x's
+    shape, or None) and positions (int64 [m]), checked; delta must not
+    overlap x or `h`, which the first norm writes before it consumes delta.
+    Returns (x, delta or None, positions) as arrays."""
+    cdef cnp.ndarray xa = _as_array(x, fn, "x")
+    cdef cnp.ndarray da = None
+    cdef cnp.ndarray pa = _as_array(positions, fn, "positions")
+    _check(xa, cnp.NPY_FLOAT32, fn, "x", True)
+    if cnp.PyArray_NDIM(xa) != 2 or cnp.PyArray_DIM(xa, 1) != d or cnp.PyArray_DIM(xa, 0) > rows:
+        raise ValueError(f"{fn}: x must be [m, {d}] with m <= {rows}, got {_shape(xa)}")
+    cdef Py_ssize_t m = cnp.PyArray_DIM(xa, 0)
+    if delta is not None:
+        da = _as_array(delta, fn, "delta")
+        _check(da, cnp.NPY_FLOAT32, fn, "delta", False)
+        if (<object>da).shape != (<object>xa).shape:
+            raise ValueError(f"{fn}: delta must have x's shape {_shape(xa)}, got {_shape(da)}")
+        if _overlaps(da, xa) or _overlaps(da, h):
+            raise ValueError(f"{fn}: delta must not overlap x or {h_name}")
+    _check(pa, cnp.NPY_INT64, fn, "positions", False)
+    if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_DIM(pa, 0) != m:
+        raise ValueError(f"{fn}: positions must be int64 [{m}], got {_shape(pa)}")
+    return xa, da, pa
+
+
+cdef _raise_step_failure(str fn, int rc, int failed, cnp.ndarray pa, _Paged p, size_t rope_max_pos, str where):
+    """The one-line error for a failed decoder step (`where`: which block)."""
+    if failed == EC_BLOCK_ROPE and rc == EC_ERR_POSITION:
+        raise ValueError(f"{fn}: positions[{p.fault.index}] = {int(pa[p.fault.index])} is outside the "
+                         f"RoPE tables' [0, {rope_max_pos})")
+    if failed == EC_BLOCK_KV_STORE or failed == EC_BLOCK_ATTENTION:
+        _raise_paged(fn, rc, p)
+    raise RuntimeError(f"{fn}: kernel rejected the arguments{where} at stage {failed} (code {rc})")
+
+
 cdef class DecoderBlock:
     """A pre-norm llama-family decoder block (RMSNorm, q/k/v, RoPE, the paged
     KV store, attention, o; then RMSNorm and the SwiGLU MLP unless
@@ -216,27 +252,12 @@ cdef class DecoderBlock:
         page arrays as for ``kv_store``). Returns the block's output rows (a
         view of the last workspace: the next block's delta)."""
         cdef str fn = "DecoderBlock.run"
-        cdef cnp.ndarray xa = _as_array(x, fn, "x")
-        cdef cnp.ndarray da = None
-        cdef cnp.ndarray pa = _as_array(positions, fn, "positions")
-        _check(xa, cnp.NPY_FLOAT32, fn, "x", True)
-        if cnp.PyArray_NDIM(xa) != 2 or cnp.PyArray_DIM(xa, 1) != self.d or cnp.PyArray_DIM(xa, 0) > self.rows:
-            raise ValueError(f"{fn}: x must be [m, {self.d}] with m <= {self.rows}, got {_shape(xa)}")
-        cdef Py_ssize_t m = cnp.PyArray_DIM(xa, 0)
+        cdef cnp.ndarray xa, da, pa
+        xa, da, pa = _step_inputs(fn, x, delta, positions, self.rows, self.d, self.keep[1], "the block's h")
         for arr in self.keep:
             if _overlaps(xa, arr):
                 raise ValueError(f"{fn}: x must not overlap the block's weights or workspaces")
-        if delta is not None:
-            da = _as_array(delta, fn, "delta")
-            _check(da, cnp.NPY_FLOAT32, fn, "delta", False)
-            if (<object>da).shape != (<object>xa).shape:
-                raise ValueError(f"{fn}: delta must have x's shape {_shape(xa)}, got {_shape(da)}")
-            # the first norm consumes delta before any workspace but h is written
-            if _overlaps(da, xa) or _overlaps(da, self.keep[1]):
-                raise ValueError(f"{fn}: delta must not overlap x or the block's h")
-        _check(pa, cnp.NPY_INT64, fn, "positions", False)
-        if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_DIM(pa, 0) != m:
-            raise ValueError(f"{fn}: positions must be int64 [{m}], got {_shape(pa)}")
+        cdef Py_ssize_t m = cnp.PyArray_DIM(xa, 0)
         cdef _Paged p = _paged(fn, self.k_cache, self.v_cache, page_table, starts, pos0, True)
         if p.m != m:
             raise ValueError(f"{fn}: x has {m} rows but starts[-1] = {p.m}")
@@ -249,12 +270,7 @@ cdef class DecoderBlock:
         with nogil:
             rc = ec_decoder_block_f32(&self.b, xp, dp, m, &p.batch, pp, &p.fault, &failed)
         if rc != EC_OK:
-            if failed == EC_BLOCK_ROPE and rc == EC_ERR_POSITION:
-                raise ValueError(f"{fn}: positions[{p.fault.index}] = {int(pa[p.fault.index])} is outside the "
-                                 f"RoPE tables' [0, {self.b.rope_max_pos})")
-            if failed == EC_BLOCK_KV_STORE or failed == EC_BLOCK_ATTENTION:
-                _raise_paged(fn, rc, p)
-            raise RuntimeError(f"{fn}: kernel rejected the arguments at stage {failed} (code {rc})")
+            _raise_step_failure(fn, rc, failed, pa, p, self.b.rope_max_pos, "")
         return self.out_rows[:m]
 
 
@@ -343,29 +359,14 @@ cdef class DecoderStack:
         output rows (the next delta)."""
         cdef str fn = "DecoderStack.run"
         cdef DecoderBlock first = self.blocks[0]
-        cdef cnp.ndarray xa = _as_array(x, fn, "x")
-        cdef cnp.ndarray da = None
-        cdef cnp.ndarray pa = _as_array(positions, fn, "positions")
-        cdef Py_ssize_t i
-        _check(xa, cnp.NPY_FLOAT32, fn, "x", True)
-        if cnp.PyArray_NDIM(xa) != 2 or cnp.PyArray_DIM(xa, 1) != self.d or cnp.PyArray_DIM(xa, 0) > self.rows:
-            raise ValueError(f"{fn}: x must be [m, {self.d}] with m <= {self.rows}, got {_shape(xa)}")
-        cdef Py_ssize_t m = cnp.PyArray_DIM(xa, 0)
+        cdef cnp.ndarray xa, da, pa
+        xa, da, pa = _step_inputs(fn, x, delta, positions, self.rows, self.d, first.keep[1], "the first block's h")
+        cdef Py_ssize_t i, m = cnp.PyArray_DIM(xa, 0)
         cdef char *x0 = <char *>cnp.PyArray_DATA(xa)
         cdef char *x1 = x0 + cnp.PyArray_NBYTES(xa)
         for i in range(self.n_ranges):
             if x0 < self.hi[i] and self.lo[i] < x1:
                 raise ValueError(f"{fn}: x must not overlap the blocks' weights or workspaces")
-        if delta is not None:
-            da = _as_array(delta, fn, "delta")
-            _check(da, cnp.NPY_FLOAT32, fn, "delta", False)
-            if (<object>da).shape != (<object>xa).shape:
-                raise ValueError(f"{fn}: delta must have x's shape {_shape(xa)}, got {_shape(da)}")
-            if _overlaps(da, xa) or _overlaps(da, first.keep[1]):
-                raise ValueError(f"{fn}: delta must not overlap x or the first block's h")
-        _check(pa, cnp.NPY_INT64, fn, "positions", False)
-        if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_DIM(pa, 0) != m:
-            raise ValueError(f"{fn}: positions must be int64 [{m}], got {_shape(pa)}")
         # one check of the batch holds for every block (one page geometry)
         cdef _Paged p = _paged(fn, first.k_cache, first.v_cache, page_table, starts, pos0, True)
         if p.m != m:
@@ -382,11 +383,6 @@ cdef class DecoderStack:
             rc = ec_decoder_stack_f32(self.ptrs, n, xp, dp, m, &p.batch, pp, &p.fault, &failed, &at)
         cdef DecoderBlock last = self.blocks[n - 1]
         if rc != EC_OK:
-            blk = self.blocks[at]
-            if failed == EC_BLOCK_ROPE and rc == EC_ERR_POSITION:
-                raise ValueError(f"{fn}: positions[{p.fault.index}] = {int(pa[p.fault.index])} is outside the "
-                                 f"RoPE tables' [0, {(<DecoderBlock>blk).b.rope_max_pos})")
-            if failed == EC_BLOCK_KV_STORE or failed == EC_BLOCK_ATTENTION:
-                _raise_paged(fn, rc, p)
-            raise RuntimeError(f"{fn}: kernel rejected the arguments in block {at} at stage {failed} (code {rc})")
+            _raise_step_failure(fn, rc, failed, pa, p, (<DecoderBlock>self.blocks[at]).b.rope_max_pos,
+                                f" in block {at}")
         return last.out_rows[:m]
