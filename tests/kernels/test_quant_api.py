@@ -63,16 +63,16 @@ def test_every_type_has_a_complete_scalar_variant():
             assert 1 <= v["mr"] <= 8 and 1 <= v["nr"] <= 16 or not v["gemm"]
 
 
-def test_avx512_packs_the_32_block_types_and_vnni_q4_k_q5_k():
+def test_avx512_packs_the_32_block_types_and_vnni_k_quants():
     """The avx512 kernels of the 32-element block types, and the VNNI ones
-    of q4_k and q5_k, decode each strip of weight rows once per call
+    of q4_k, q5_k and q6_k, decode each strip of weight rows once per call
     (csrc/common/qkernels.h, packed strips); the row-independence tests
     compare those calls with unpacked ones."""
     packing = {(t["name"], v["label"]) for t in ops.weight_types() for v in t["variants"] if v["packs"]}
     for t in ops.weight_types():
         for v in t["variants"]:
             if v["tier"] == "avx512" and (t["name"] in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
-                                          or (t["name"] in ("q4_k", "q5_k") and v["features"] == ["avx512_vnni"])):
+                                          or (t["name"] in ("q4_k", "q5_k", "q6_k") and v["features"] == ["avx512_vnni"])):
                 assert (t["name"], v["label"]) in packing
     assert all(label.startswith("avx512") for _, label in packing)
 

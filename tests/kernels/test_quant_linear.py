@@ -176,10 +176,10 @@ def test_row_independent_of_batch(name, config, refine):
 
 
 @pytest.mark.parametrize("refine", [False, True], ids=["q8", "refined"])
-@pytest.mark.parametrize("name, config", variant_params(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k"]))
+@pytest.mark.parametrize("name, config", variant_params(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]))
 def test_rows_independent_of_batch_past_the_packed_strip_limit(name, config, refine):
     """K = 6656 (208 blocks, 26 super-blocks): a packed strip of 16 rows
-    (640 bytes per block, 5120 per super-block on avx512) would exceed the
+    (640 bytes per block, 5120 or 5184 per super-block on avx512) would exceed the
     driver's 128 KiB stack buffer, so a many-tile call reads the weights
     unpacked; its rows still equal the rows computed alone, and a packed
     call at K = 2560 agrees too."""

@@ -56,15 +56,16 @@ PACKER(q4_0, avx512_vnni)
 PACKER(q4_1, avx512_vnni)
 PACKER(q5_0, avx512_vnni)
 PACKER(q5_1, avx512_vnni)
-/* q4_k / q5_k: one k45_block16, 5120 bytes, per super-block (vnni/qgemm_k_avx512_vnni.c) */
-#define PACKER_K(type)                                                                                          \
+/* k-quants: bytes per super-block (q4_k / q5_k: one k45_block16; vnni/qgemm_k_avx512_vnni.c) */
+#define PACKER_K(type, bytes)                                                                                   \
     void ec_qpack_##type##_avx512_vnni(size_t k, size_t nr, const void *w, size_t ws, void *buf);              \
     void ec_qgemm_packed_##type##_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs,        \
                                               const void *buf, size_t ws, float *y, size_t ldy);               \
     static const ec_qpacker packer_##type##_avx512_vnni = {ec_qpack_##type##_avx512_vnni,                      \
-                                                           ec_qgemm_packed_##type##_avx512_vnni, 5120};
-PACKER_K(q4_k)
-PACKER_K(q5_k)
+                                                           ec_qgemm_packed_##type##_avx512_vnni, bytes};
+PACKER_K(q4_k, 5120)
+PACKER_K(q5_k, 5120)
+PACKER_K(q6_k, 5184) /* one q6k_block16 per super-block */
 #endif
 
 void ec_dequant_f16_avx512(const void *w, float *out, size_t k);
@@ -84,7 +85,7 @@ static const ec_qvariant weights[] = {
     {EC_WT_Q5_1, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_1_avx512_vnni, 8, 16, NULL, &packer_q5_1_avx512_vnni},
     {EC_WT_Q4_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q4_k_avx512_vnni, 8, 16, NULL, &packer_q4_k_avx512_vnni},
     {EC_WT_Q5_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q5_k_avx512_vnni, 8, 16, NULL, &packer_q5_k_avx512_vnni},
-    {EC_WT_Q6_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q6_k_avx512_vnni, 8, 16, NULL, NULL},
+    {EC_WT_Q6_K, EC_FEAT_AVX512_VNNI, ec_qgemm_q6_k_avx512_vnni, 8, 16, NULL, &packer_q6_k_avx512_vnni},
 #endif
 #ifdef EC_BUILD_AVX512_BF16
     /* variants that need AVX512-BF16 (sources in csrc/x86/avx512/bf16/) */

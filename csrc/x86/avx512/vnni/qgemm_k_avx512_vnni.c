@@ -219,57 +219,151 @@ void ec_qgemm_packed_q5_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void
  * is four vpdpbusd, started from -32 bsums_g (the offset, exact), and one
  * vpmulld by its scale: isc = sum_g sc_g (sum u x - 32 bsums_g), the plain
  * kernel's integer, then its float work. |isc| < 2^28. */
+/* the low-bit streams a (ql[l]), bq (ql[l + 32]) and high bits hb of half
+ * h, 16-byte step kk, transposed to column order */
+EC_INLINE void q6k_streams(const uint8_t *const *p, size_t off, int h, int kk, __m512i a[4], __m512i bq[4],
+                           __m512i hb[4]) {
+    __m512i g[4];
+    for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 16 * kk);
+    transpose_dwords(g, a);
+    for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 32 + 16 * kk);
+    transpose_dwords(g, bq);
+    for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 128 + 32 * h + 16 * kk);
+    transpose_dwords(g, hb);
+}
+
+/* sub-block grp's int8 scale, sign-extended per column: (u ^ 128) - 128 */
+EC_INLINE __m512i q6k_scale(const __m512i sc[4], int grp) {
+    const __m512i m128 = _mm512_set1_epi32(0x80);
+    return _mm512_sub_epi32(_mm512_xor_si512(dword_byte(sc[grp / 4], grp % 4), m128), m128);
+}
+
+/* the 16 columns' scales, transposed: the dword of column c in sc[j] holds its scales 4j..4j+3 */
+EC_INLINE void q6k_scales(const uint8_t *const *p, size_t off, __m512i sc[4]) {
+    __m512i g[4];
+    for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 192);
+    transpose_dwords(g, sc);
+}
+
+/* isc + scale * (sum u x - 32 bsums_grp) for one x row and sub-block grp */
+EC_INLINE __m512i q6k_group_row(__m512i isc, const __m512i u[4], __m512i scale, const ec_act_q8_256 *xb, int grp) {
+    __m512i even = _mm512_set1_epi32(-32 * xb->bsums[grp]), odd = _mm512_setzero_si512();
+    even = _mm512_dpbusd_epi32(even, u[0], xk_dword(xb, 16 * grp));
+    odd = _mm512_dpbusd_epi32(odd, u[1], xk_dword(xb, 16 * grp + 4));
+    even = _mm512_dpbusd_epi32(even, u[2], xk_dword(xb, 16 * grp + 8));
+    odd = _mm512_dpbusd_epi32(odd, u[3], xk_dword(xb, 16 * grp + 12));
+    return _mm512_add_epi32(isc, _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
+}
+
+/* acc + (dx d) isc */
+EC_INLINE __m512 q6k_row(__m512 acc, __m512 d, __m512i isc, const ec_act_q8_256 *xb) {
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(xb->d), d), _mm512_cvtepi32_ps(isc)));
+}
+
 EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
                         float *y, size_t ldy) {
     const uint8_t *p[QNR];
-    for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
+    tile_rows(w, ws, nr, p);
     __m512 acc[QMRK];
     for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / 256; b++) {
         prefetch_ahead(w, ws, b, 210);
         const size_t off = b * 210;
         const __m512 d = q6k_d(p, off);
-        __m512i g[4], sc[4];
-        for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 192);
-        transpose_dwords(g, sc); /* dword of column c in sc[j]: its scales 4j..4j+3 */
+        __m512i sc[4];
+        q6k_scales(p, off, sc);
         __m512i isc[QMRK];
         for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++)
             for (int kk = 0; kk < 2; kk++) {
                 __m512i a[4], bq[4], hb[4];
-                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 16 * kk);
-                transpose_dwords(g, a);
-                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 64 * h + 32 + 16 * kk);
-                transpose_dwords(g, bq);
-                for (int r = 0; r < 4; r++) g[r] = load_group(p, r, off + 128 + 32 * h + 16 * kk);
-                transpose_dwords(g, hb);
+                q6k_streams(p, off, h, kk, a, bq, hb);
                 for (int s = 0; s < 4; s++) {
                     const int grp = 8 * h + 2 * s + kk; /* elements 16 grp .. 16 grp + 15 */
-                    /* its int8 scale, sign-extended per column: (u ^ 128) - 128 */
-                    const __m512i m128 = _mm512_set1_epi32(0x80);
-                    const __m512i scale =
-                        _mm512_sub_epi32(_mm512_xor_si512(dword_byte(sc[grp / 4], grp % 4), m128), m128);
+                    const __m512i scale = q6k_scale(sc, grp);
                     __m512i u[4];
                     for (int j = 0; j < 4; j++) u[j] = q6k_code(a[j], bq[j], hb[j], s);
-                    for (size_t i = 0; i < mr; i++) {
-                        const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
-                        __m512i even = _mm512_set1_epi32(-32 * xb->bsums[grp]), odd = _mm512_setzero_si512();
-                        even = _mm512_dpbusd_epi32(even, u[0], xk_dword(xb, 16 * grp));
-                        odd = _mm512_dpbusd_epi32(odd, u[1], xk_dword(xb, 16 * grp + 4));
-                        even = _mm512_dpbusd_epi32(even, u[2], xk_dword(xb, 16 * grp + 8));
-                        odd = _mm512_dpbusd_epi32(odd, u[3], xk_dword(xb, 16 * grp + 12));
-                        isc[i] = _mm512_add_epi32(isc[i], _mm512_mullo_epi32(_mm512_add_epi32(even, odd), scale));
-                    }
+                    for (size_t i = 0; i < mr; i++)
+                        isc[i] = q6k_group_row(isc[i], u, scale,
+                                               (const ec_act_q8_256 *)((const char *)x + i * xs) + b, grp);
                 }
             }
-        for (size_t i = 0; i < mr; i++) {
-            const ec_act_q8_256 *xb = (const ec_act_q8_256 *)((const char *)x + i * xs) + b;
-            acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(xb->d), d),
-                                                         _mm512_cvtepi32_ps(isc[i])));
-        }
+        for (size_t i = 0; i < mr; i++)
+            acc[i] = q6k_row(acc[i], d, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b);
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
     for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+/* Packed strips for q6_k: per super-block d and, in q6k_cols's order of
+ * sub-blocks, each one's codes and scale; the packed tile adds the
+ * sub-blocks in that same order (same bits). */
+typedef struct {
+    __m512i u[16][4];
+    __m512i scale[16];
+    __m512 d;
+} q6k_block16;
+_Static_assert(sizeof(q6k_block16) == 5184, "qkernels_avx512.c declares 5184 bytes per packed q6_k block");
+
+EC_INLINE void q6k_pack(size_t k, size_t nr, const void *w, size_t ws, void *buf) {
+    const uint8_t *p[QNR];
+    tile_rows(w, ws, nr, p);
+    q6k_block16 *out = (q6k_block16 *)buf;
+    for (size_t b = 0; b < k / 256; b++) {
+        prefetch_ahead(w, ws, b, 210);
+        const size_t off = b * 210;
+        out[b].d = q6k_d(p, off);
+        __m512i sc[4];
+        q6k_scales(p, off, sc);
+        int n = 0; /* slot n holds the n-th sub-block q6k_cols adds */
+        for (int h = 0; h < 2; h++)
+            for (int kk = 0; kk < 2; kk++) {
+                __m512i a[4], bq[4], hb[4];
+                q6k_streams(p, off, h, kk, a, bq, hb);
+                for (int s = 0; s < 4; s++, n++) {
+                    out[b].scale[n] = q6k_scale(sc, 8 * h + 2 * s + kk);
+                    for (int j = 0; j < 4; j++) out[b].u[n][j] = q6k_code(a[j], bq[j], hb[j], s);
+                }
+            }
+    }
+}
+
+EC_INLINE void q6k_packed_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs, const q6k_block16 *pk,
+                               float *y, size_t ldy) {
+    __m512 acc[QMRK];
+    for (size_t i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / 256; b++) {
+        __m512i isc[QMRK];
+        for (size_t i = 0; i < mr; i++) isc[i] = _mm512_setzero_si512();
+        for (int n = 0; n < 16; n++) {
+            const int h = n / 8, kk = (n / 4) % 2, s = n % 4, grp = 8 * h + 2 * s + kk;
+            for (size_t i = 0; i < mr; i++)
+                isc[i] = q6k_group_row(isc[i], pk[b].u[n], pk[b].scale[n],
+                                       (const ec_act_q8_256 *)((const char *)x + i * xs) + b, grp);
+        }
+        for (size_t i = 0; i < mr; i++)
+            acc[i] = q6k_row(acc[i], pk[b].d, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b);
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
+void ec_qpack_q6_k_avx512_vnni(size_t k, size_t nr, const void *w, size_t ws, void *buf) { q6k_pack(k, nr, w, ws, buf); }
+
+void ec_qgemm_packed_q6_k_avx512_vnni(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf,
+                                      size_t ws, float *y, size_t ldy) {
+    (void)ws;
+    const q6k_block16 *pk = (const q6k_block16 *)buf;
+    switch (mr) {
+    case 1: q6k_packed_tile(1, k, nr, x, xs, pk, y, ldy); break;
+    case 2: q6k_packed_tile(2, k, nr, x, xs, pk, y, ldy); break;
+    case 3: q6k_packed_tile(3, k, nr, x, xs, pk, y, ldy); break;
+    case 4: q6k_packed_tile(4, k, nr, x, xs, pk, y, ldy); break;
+    case 5: q6k_packed_tile(5, k, nr, x, xs, pk, y, ldy); break;
+    case 6: q6k_packed_tile(6, k, nr, x, xs, pk, y, ldy); break;
+    case 7: q6k_packed_tile(7, k, nr, x, xs, pk, y, ldy); break;
+    default: q6k_packed_tile(8, k, nr, x, xs, pk, y, ldy); break;
+    }
 }
 
 /* one instantiation per mr, so the accumulators stay in registers */
