@@ -71,8 +71,9 @@ def test_avx512_packs_the_32_block_types_and_vnni_k_quants():
     packing = {(t["name"], v["label"]) for t in ops.weight_types() for v in t["variants"] if v["packs"]}
     for t in ops.weight_types():
         for v in t["variants"]:
-            if v["tier"] == "avx512" and (t["name"] in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
-                                          or (t["name"] in ("q4_k", "q5_k", "q6_k") and v["features"] == ["avx512_vnni"])):
+            block32 = t["name"] in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+            k_vnni = t["name"] in ("q4_k", "q5_k", "q6_k") and v["features"] == ["avx512_vnni"]
+            if v["tier"] == "avx512" and (block32 or k_vnni):
                 assert (t["name"], v["label"]) in packing
     assert all(label.startswith("avx512") for _, label in packing)
 

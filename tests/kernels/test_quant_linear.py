@@ -28,6 +28,7 @@ K_SMALL = [32, 64, 96, 256, 288, 512, 576, 1024]
 K_BIG = [256, 512, 768, 1024]  # K-quants: multiples of 256
 N_TAILS = [1, 2, 3, 7, 15, 16, 17, 33, 65]
 M_SIZES = [1, 2, 3, 4, 5, 8, 17, 64]
+PACKED_TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]  # avx512 packers
 
 
 def k_sizes(name):
@@ -176,7 +177,7 @@ def test_row_independent_of_batch(name, config, refine):
 
 
 @pytest.mark.parametrize("refine", [False, True], ids=["q8", "refined"])
-@pytest.mark.parametrize("name, config", variant_params(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]))
+@pytest.mark.parametrize("name, config", variant_params(PACKED_TYPES))
 def test_rows_independent_of_batch_past_the_packed_strip_limit(name, config, refine):
     """K = 6656 (208 blocks, 26 super-blocks): a packed strip of 16 rows
     (640 bytes per block, 5120 or 5184 per super-block on avx512) would exceed the
