@@ -40,6 +40,14 @@ def prefill(engine, tokens):
     return seq, logits
 
 
+def store(engine, cache, text, saved=None):
+    """Prefill `text` in a fresh sequence, save its rows in the cache (the
+    first `saved` tokens; all by default), free its pages."""
+    seq, _ = prefill(engine, text)
+    cache.save(text if saved is None else text[:saved], seq.pages)
+    engine.kv.release(seq)
+
+
 def rows(engine, seq, n):
     """Every layer's K and V rows of positions 0..n-1, [n, kv_heads, width] each."""
     out = []
@@ -85,9 +93,7 @@ def test_load_is_bounded_by_the_limit_and_the_pages(engine):
     cache = PrefixCache(engine, 64)
     try:
         text = tokens(3, 20)
-        seq, _ = prefill(engine, text)
-        cache.save(text, seq.pages)
-        engine.kv.release(seq)
+        store(engine, cache, text)
         target = engine.kv.new_sequence()
         engine.kv.reserve(target, 8)  # two pages
         assert cache.load(text, 19, target.pages) == 8, "no more than its pages hold"
@@ -103,16 +109,12 @@ def test_eviction_is_least_recently_used_and_longer_entries_supersede(engine):
     try:
         a, b, c = tokens(10, 8), tokens(11, 8), tokens(12, 4)
         for t in (a, b):
-            seq, _ = prefill(engine, t)
-            cache.save(t, seq.pages)
-            engine.kv.release(seq)
+            store(engine, cache, t)
         assert cache.entries == 2 and cache.allocator.free == 0
         probe = engine.kv.new_sequence()
         engine.kv.reserve(probe, 8)
         assert cache.load(a, 8, probe.pages) == 8  # a is now the most recently used
-        seq, _ = prefill(engine, c)
-        cache.save(c, seq.pages)
-        engine.kv.release(seq)
+        store(engine, cache, c)
         assert cache.evictions == 1
         assert cache.load(b, 8, probe.pages) == 0, "b, the least recently used, was evicted"
         assert cache.load(a, 8, probe.pages) == 8
@@ -128,9 +130,7 @@ def test_eviction_is_least_recently_used_and_longer_entries_supersede(engine):
         engine.kv.release(probe)
 
         too_long = tokens(14, 40)
-        seq, _ = prefill(engine, too_long)
-        cache.save(too_long, seq.pages)  # its first 16 tokens: what the store holds
-        engine.kv.release(seq)
+        store(engine, cache, too_long)  # its first 16 tokens: what the store holds
         probe = engine.kv.new_sequence()
         engine.kv.reserve(probe, 40)
         assert cache.load(too_long, 39, probe.pages) == 16
