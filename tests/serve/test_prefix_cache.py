@@ -40,11 +40,10 @@ def prefill(engine, tokens):
     return seq, logits
 
 
-def store(engine, cache, text, saved=None):
-    """Prefill `text` in a fresh sequence, save its rows in the cache (the
-    first `saved` tokens; all by default), free its pages."""
+def store(engine, cache, text):
+    """Prefill `text` in a fresh sequence, save its rows in the cache, free its pages."""
     seq, _ = prefill(engine, text)
-    cache.save(text if saved is None else text[:saved], seq.pages)
+    cache.save(text, seq.pages)
     engine.kv.release(seq)
 
 
