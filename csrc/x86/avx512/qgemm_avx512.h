@@ -285,6 +285,12 @@ EC_INLINE void prefetch_ahead(const void *w, size_t ws, size_t b, size_t bb) {
 
 static const size_t qt_block_bytes[] = {34, 18, 20, 22, 24};
 
+/* acc[i] (lane j: output column j) into y[i ldy + j] for i < mr, j < nr */
+EC_INLINE void store_tile(float *y, size_t ldy, const __m512 *acc, size_t mr, size_t nr) {
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+}
+
 /* The 16 weight rows of a tile; columns past nr read row 0 again. */
 EC_INLINE void tile_rows(const void *w, size_t ws, size_t nr, const uint8_t *p[QNR]) {
     for (size_t c = 0; c < QNR; c++) p[c] = (const uint8_t *)w + (c < nr ? c : 0) * ws;
@@ -306,8 +312,7 @@ EC_INLINE void gemm32_tile(int t, size_t mr, size_t k, size_t nr, const void *x,
         for (size_t i = 0; i < mr; i++)
             acc[i] = block_row(t, cols, &q, (const ec_act_q8_32 *)((const char *)x + i * xs) + b, acc[i]);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 EC_INLINE void gemm32(int t, size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *w, size_t ws,
@@ -350,8 +355,7 @@ EC_INLINE void gemm32_packed_tile(int t, size_t mr, size_t k, size_t nr, const v
     for (size_t b = 0; b < k / 32; b++)
         for (size_t i = 0; i < mr; i++)
             acc[i] = block_row(t, 1, &packed[b], (const ec_act_q8_32 *)((const char *)x + i * xs) + b, acc[i]);
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 EC_INLINE void gemm32_packed(int t, size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf,

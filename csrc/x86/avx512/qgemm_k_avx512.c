@@ -93,8 +93,7 @@ EC_INLINE void k45_tile(int five, size_t mr, size_t k, size_t nr, const void *x,
             acc[i] = k45_row(&hd, fold_halves(half[0][i], half[1][i]),
                              (const ec_act_q8_256 *)((const char *)x + i * xs) + b, acc[i]);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 /* ---- q6_k ---------------------------------------------------------------------- */
@@ -153,8 +152,7 @@ EC_INLINE void q6k_tile(size_t mr, size_t k, size_t nr, const void *x, size_t xs
             acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(xb->d), d), _mm512_cvtepi32_ps(isc)));
         }
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 /* one instantiation per mr, so the accumulators stay in registers */

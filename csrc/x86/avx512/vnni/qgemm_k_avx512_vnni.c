@@ -122,8 +122,7 @@ EC_INLINE void k45_cols(int five, size_t mr, size_t k, size_t nr, const void *x,
         for (size_t i = 0; i < mr; i++)
             acc[i] = k45_row(&hd, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b, acc[i]);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 /* Packed strips (qkernels.h): per super-block, the header and every
@@ -174,8 +173,7 @@ EC_INLINE void k45_packed_tile(size_t mr, size_t k, size_t nr, const void *x, si
         for (size_t i = 0; i < mr; i++)
             acc[i] = k45_row(&pk[b].hd, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b, acc[i]);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 EC_INLINE void k45_packed(size_t k, size_t mr, size_t nr, const void *x, size_t xs, const void *buf, float *y,
@@ -291,8 +289,7 @@ EC_INLINE void q6k_cols(size_t mr, size_t k, size_t nr, const void *x, size_t xs
         for (size_t i = 0; i < mr; i++)
             acc[i] = q6k_row(acc[i], d, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 /* Packed strips for q6_k: per super-block d and, in q6k_cols's order of
@@ -344,8 +341,7 @@ EC_INLINE void q6k_packed_tile(size_t mr, size_t k, size_t nr, const void *x, si
         for (size_t i = 0; i < mr; i++)
             acc[i] = q6k_row(acc[i], pk[b].d, isc[i], (const ec_act_q8_256 *)((const char *)x + i * xs) + b);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (size_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + i * ldy, keep, acc[i]);
+    store_tile(y, ldy, acc, mr, nr);
 }
 
 void ec_qpack_q6_k_avx512_vnni(size_t k, size_t nr, const void *w, size_t ws, void *buf) { q6k_pack(k, nr, w, ws, buf); }
