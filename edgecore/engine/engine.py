@@ -182,6 +182,9 @@ class Engine:
         self.kv = PagedKV(self.pool, blocks, spec.num_kv_heads, spec.head_dim, pages=kv_pages,
                           page_tokens=page_tokens, kv_dtype=kv_dtype, context=self.context)
         self.rope = L.Rope(spec.rope.inv_freq(), self.context, spec.rope.interleaved) if spec.rope else None
+        # Gemma 3's windowed layers rotate with their own base
+        self.local_rope = None if spec.local_rope is None else \
+            L.Rope(spec.local_rope.inv_freq(), self.context, spec.local_rope.interleaved)
         self._ws = L.Workspace(spec, self.step_tokens)  # every layer's intermediates, reused
         self._pending: dict[int, Future] = {}  # streamed group -> its background load
         self._busy = threading.Lock()  # one step at a time: weights stream per step
@@ -459,6 +462,8 @@ class Engine:
         x = self.runtime.gather_rows(lay["wte"].name, batch.ids)
         if "wpe" in lay:
             x += self.runtime.gather_rows(lay["wpe"].name, batch.positions)
+        if self.spec.embed_scale != 1.0:
+            x *= np.float32(self.spec.embed_scale)  # Gemma: sqrt(hidden), in float32 as transformers
         return x
 
     def _block(self, w: dict, x: np.ndarray, delta, li: int, index: int, batch: StepBatch) -> np.ndarray:
@@ -467,6 +472,9 @@ class Engine:
         spec, kv, ws = self.spec, self.kv, self._ws
         if spec.family == "gpt2":
             return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
+        if spec.family == "gemma3":
+            rope = self.local_rope if spec.window(index) and self.local_rope else self.rope
+            return L.gemma3_block(spec, w, rope, x, delta, kv, index, batch, ws)
         block = self._blocks.get(li)
         if spec.is_moe:
             attention = None if block is None else \

@@ -2,8 +2,8 @@
 (engine/batch.py StepBatch) as one [M, d] activation.
 
 Linear layers run on the C linear kernels in the weights' stored type
-(weight.py: q/k/v in one `ops.linear_multi` call, SwiGLU as one gated
-`linear_multi`); norms, RoPE, the paged KV store
+(weight.py: q/k/v in one `ops.linear_multi` call, SwiGLU or GeGLU as one
+gated `linear_multi`); norms, RoPE, the paged KV store
 and attention run on the per-token C kernels, every row at its own position,
 attention per sequence over its own pages (engine/kv.py). The residual add
 is fused into the next norm: a block returns its last output as the pending
@@ -26,7 +26,7 @@ import numpy as np
 from edgecore import ops
 from edgecore.engine.batch import StepBatch
 from edgecore.engine.kv import PagedKV
-from edgecore.engine.weight import linear, linears, swiglu
+from edgecore.engine.weight import gated_mlp, linear, linears
 from edgecore.models.spec import ModelSpec
 
 
@@ -76,15 +76,17 @@ def attention(spec: ModelSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, kv: 
     row's own sequence into out [M, heads * head_dim]."""
     keys, values = kv.keys[layer], kv.values[layer]
     ops.kv_store(k, v, keys, values, batch.table, batch.starts, batch.pos0)
-    return ops.attention(q, keys, values, batch.table, batch.starts, batch.pos0, scale=spec.head_dim ** -0.5,
-                         window=spec.sliding_window or 0, out=out)
+    return ops.attention(q, keys, values, batch.table, batch.starts, batch.pos0, scale=spec.attention_scale,
+                         window=spec.window(layer), out=out)
 
 
 def _norm(spec: ModelSpec, w: dict, name: str, x: np.ndarray, delta: np.ndarray | None, out: np.ndarray):
-    """x += delta (when pending), then the block's norm of x into out."""
+    """x += delta (when pending), then the block's norm of x into out (may
+    be x itself without delta)."""
     if spec.family == "gpt2":
         return ops.layer_norm(x, w[name + ".weight"], w[name + ".bias"], spec.norm_eps, residual=delta, out=out)
-    return ops.rms_norm(x, w[name + ".weight"], spec.norm_eps, residual=delta, out=out)
+    return ops.rms_norm(x, w[name + ".weight"], spec.norm_eps, residual=delta, out=out,
+                        unit_offset=spec.norm_unit_offset)
 
 
 def gpt2_block(spec: ModelSpec, w: dict, x: np.ndarray, delta, kv: PagedKV, layer: int, batch: StepBatch,
@@ -136,7 +138,7 @@ def decoder_block(spec: ModelSpec, w: dict, rope: Rope, kv: PagedKV, layer: int,
         attn_norm=w["input_layernorm.weight"], q=proj("self_attn.q_proj", "q"), k=proj("self_attn.k_proj", "k"),
         v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"), mlp=mlp,
         h=ws.full("h"), a=ws.full("a"), n_heads=spec.num_heads, head_dim=spec.head_dim, eps=spec.norm_eps,
-        scale=spec.head_dim ** -0.5, window=spec.sliding_window or 0, refine=refine, cos=rope.cos, sin=rope.sin,
+        scale=spec.attention_scale, window=spec.window(layer), refine=refine, cos=rope.cos, sin=rope.sin,
         interleaved=rope.interleaved, k_cache=kv.keys[layer], v_cache=kv.values[layer], scratch=scratch)
 
 
@@ -177,9 +179,32 @@ def llama_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: 
     m = x.shape[0]
     a = llama_attention(spec, w, rope, x, delta, kv, layer, batch, ws)
     h = _norm(spec, w, "post_attention_layernorm", x, a, ws("h", m))
-    return swiglu(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
-                  (w.get("mlp.gate_proj.bias"), w.get("mlp.up_proj.bias"), w.get("mlp.down_proj.bias")),
-                  (ws("g", m), ws("u", m), ws("m", m)))
+    return gated_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
+                     (w.get("mlp.gate_proj.bias"), w.get("mlp.up_proj.bias"), w.get("mlp.down_proj.bias")),
+                     (ws("g", m), ws("u", m), ws("m", m)))
+
+
+def gemma3_block(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, kv: PagedKV, layer: int,
+                 batch: StepBatch, ws: Workspace) -> np.ndarray:
+    """One Gemma 3 block, as Hugging Face's Gemma3DecoderLayer: x += delta,
+    pre-norm attention with RMSNorm on every query and key head before RoPE
+    (`rope`: this layer's, local or global), the layer's window, and a norm
+    on the attention output before its residual add; then a pre- and
+    post-normed GeGLU MLP, whose normed output is the next delta."""
+    m, hd = x.shape[0], spec.head_dim
+    h = _norm(spec, w, "input_layernorm", x, delta, ws("h", m))
+    q, k, v = linears(h, [w[f"self_attn.{p}_proj.weight"] for p in "qkv"], outs=[ws("q", m), ws("k", m), ws("v", m)])
+    q, k = (_norm(spec, w, f"self_attn.{p}_norm", t.reshape(-1, hd), None, t.reshape(-1, hd)) for p, t in
+            (("q", q), ("k", k)))
+    q = rope.apply(q.reshape(m, spec.num_heads, hd), batch.positions)
+    k = rope.apply(k.reshape(m, spec.num_kv_heads, hd), batch.positions)
+    a = attention(spec, q, k, v.reshape(m, spec.num_kv_heads, hd), kv, layer, batch, ws("a", m))
+    o = linear(a, w["self_attn.o_proj.weight"], out=ws("o", m))
+    o = _norm(spec, w, "post_attention_layernorm", o, None, o)
+    h = _norm(spec, w, "pre_feedforward_layernorm", x, o, h)
+    f = gated_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"],
+                  outs=(ws("g", m), ws("u", m), ws("m", m)), activation=spec.activation)
+    return _norm(spec, w, "post_feedforward_layernorm", f, None, f)
 
 
 def head(spec: ModelSpec, w: dict, x: np.ndarray, delta, ws: Workspace, rows: np.ndarray | None = None,

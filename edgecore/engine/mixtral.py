@@ -15,7 +15,7 @@ from edgecore import ops
 from edgecore.engine.batch import StepBatch
 from edgecore.engine.kv import PagedKV
 from edgecore.engine.layers import Rope, Workspace, llama_attention
-from edgecore.engine.weight import Weight, linear, swiglu
+from edgecore.engine.weight import Weight, gated_mlp, linear
 from edgecore.models.spec import ModelSpec
 
 
@@ -42,7 +42,7 @@ def moe_mlp(spec: ModelSpec, w: dict, h: np.ndarray, experts=None, route=None) -
     for e in np.unique(ids):
         rows, slot = np.nonzero(ids == e)
         gate, up, down = get(int(e))
-        y = swiglu(np.ascontiguousarray(h[rows]), gate, up, down)
+        y = gated_mlp(np.ascontiguousarray(h[rows]), gate, up, down)
         y *= weights[rows, slot][:, None]
         out[rows] += y
     return out, logits

@@ -11,7 +11,7 @@ blocks [N, K / block * block bytes]), usually a view into the mapped file.
   sharing an input (q/k/v, gate/up) go in one `ops.linear_multi` call, f32
   too (the driver calls the same tuned kernel): the input is quantized once
   and all outputs are split across the threads in one parallel run; gate/up
-  with `glu=True` also fuse SwiGLU's product. Every helper takes `out=` /
+  with `glu=True` also fuse the gated product (SwiGLU, GeGLU). Every helper takes `out=` /
   `outs=` so the engine's workspace buffers receive the results.
 
 Activation precision (`Weight.refine`, set by the runtime from the engine's
@@ -77,16 +77,16 @@ def linears(x: np.ndarray, ws: Sequence[Weight], biases: Sequence[np.ndarray | N
                             transposed=ws[0].transposed, refine=_refine(ws))
 
 
-def swiglu(x: np.ndarray, gate: Weight, up: Weight, down: Weight, biases=(None, None, None),
-           outs=(None, None, None)) -> np.ndarray:
-    """down(silu(gate(x)) * up(x)); outs: optional (gate, up, down) result
-    buffers."""
+def gated_mlp(x: np.ndarray, gate: Weight, up: Weight, down: Weight, biases=(None, None, None),
+              outs=(None, None, None), activation: str = "silu") -> np.ndarray:
+    """down(act(gate(x)) * up(x)): SwiGLU with "silu", GeGLU with
+    "gelu_tanh"; outs: optional (gate, up, down) result buffers."""
     if _mixed_layouts((gate, up)):
-        g = linear(x, gate, biases[0], activation="silu", out=outs[0])
+        g = linear(x, gate, biases[0], activation=activation, out=outs[0])
         g *= linear(x, up, biases[1], out=outs[1])
-    else:  # the gated pair in one call, SwiGLU's product fused
+    else:  # the gated pair in one call, the product fused
         g, _ = ops.linear_multi(x, [gate.data, up.data], biases[:2], wtypes=[gate.wtype, up.wtype],
-                                activation="silu", glu=True, outs=outs[:2], transposed=gate.transposed,
+                                activation=activation, glu=True, outs=outs[:2], transposed=gate.transposed,
                                 refine=_refine((gate, up)))
     return linear(g, down, biases[2], out=outs[2])
 

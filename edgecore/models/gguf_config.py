@@ -2,7 +2,9 @@
 names) as the same `ModelSpec` a Hugging Face config.json gives.
 
 Architectures: `llama` (Llama 1-3, SmolLM2, TinyLlama, Mistral converted as
-llama; with `{arch}.expert_count` a Mixtral-style MoE) and `gpt2`. llama.cpp's
+llama; with `{arch}.expert_count` a Mixtral-style MoE), `gpt2` and `gemma3`
+(text; llama.cpp's converter stores Gemma's norms as 1 + w, and its RoPE
+rotates halves, NEOX style, so neither needs undoing). llama.cpp's
 converter permutes each head's Q/K rows so that its interleaved RoPE (pairs
 2i, 2i+1) computes what rotate-half computes on the original rows; the spec
 asks for that pairing (RopeSpec.interleaved) instead of un-permuting.
@@ -18,7 +20,11 @@ import numpy as np
 from edgecore.models.spec import ModelError, ModelSpec, RopeSpec
 from edgecore.models.tokenizer_gguf import gguf_eos_token_ids
 
-ARCHITECTURES = ("llama", "gpt2")
+ARCHITECTURES = ("llama", "gpt2", "gemma3")
+# llama.cpp's constants for gemma3 files, which do not store them: the RoPE base of the
+# sliding-window layers, and the layer pattern (every sixth layer global)
+GEMMA3_LOCAL_ROPE_BASE = 10000.0
+GEMMA3_27B_LAYERS = 62  # Gemma 3 27B scales queries by (d / heads)^-1/2, the others by head_dim^-1/2
 
 
 def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], source: str,
@@ -50,6 +56,8 @@ def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], sour
                          norm_eps=meta.positive_float(f"{arch}.attention.layer_norm_epsilon", 1e-5),
                          activation="gelu_tanh", attention_bias=True, mlp_bias=True, **common)
 
+    if arch == "gemma3":
+        return _gemma3(meta, d, heads, common, source)
     kv_heads = meta.positive(f"{arch}.attention.head_count_kv", heads)
     if heads % kv_heads:
         raise ModelError(f"{source}: {arch}.attention.head_count={heads} is not a multiple of "
@@ -72,6 +80,34 @@ def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], sour
                      rope=_rope(meta, arch, head_dim, rope_freqs, source), **moe, **common)
 
 
+def _gemma3(meta: _Meta, d: int, heads: int, common: dict, source: str) -> ModelSpec:
+    from edgecore.models.spec import GEMMA3_WINDOW_PATTERN
+
+    arch = "gemma3"
+    kv_heads = meta.positive(f"{arch}.attention.head_count_kv", heads)
+    if heads % kv_heads:
+        raise ModelError(f"{source}: {arch}.attention.head_count={heads} is not a multiple of "
+                         f"{arch}.attention.head_count_kv={kv_heads}")
+    head_dim = meta.positive(f"{arch}.attention.key_length", 256)
+    if meta.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
+        raise ModelError(f"{source}: {arch}.attention.value_length differs from key_length {head_dim}; "
+                         f"the engine needs equal key and value head sizes")
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if meta.metadata.get(f"{arch}.{key}"):
+            raise ModelError(f"{source}: GGUF metadata key {arch}.{key} is set; soft-capping is not supported")
+    window = meta.positive(f"{arch}.attention.sliding_window")
+    pattern = meta.positive(f"{arch}.attention.sliding_window_pattern", GEMMA3_WINDOW_PATTERN)
+    layers = common["num_layers"]
+    rope = _rope(meta, arch, head_dim, None, source, interleaved=False)
+    local = RopeSpec(theta=GEMMA3_LOCAL_ROPE_BASE, dim=head_dim)
+    scale_dim = d // heads if layers == GEMMA3_27B_LAYERS else head_dim
+    return ModelSpec(family="gemma3", num_kv_heads=kv_heads, head_dim=head_dim,
+                     norm_eps=meta.positive_float(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6),
+                     activation="gelu_tanh", rope=rope, local_rope=local,
+                     layer_windows=tuple(0 if (i + 1) % pattern == 0 else window for i in range(layers)),
+                     attn_scale=float(scale_dim) ** -0.5, embed_scale=float(d) ** 0.5, **common)
+
+
 def _vocab_size(meta: _Meta, arch: str, tensors: Mapping[str, Any], source: str) -> int:
     vocab = meta.optional_int(f"{arch}.vocab_size")
     if vocab is not None:
@@ -82,7 +118,7 @@ def _vocab_size(meta: _Meta, arch: str, tensors: Mapping[str, Any], source: str)
     return int(embed.shape[0])
 
 
-def _rope(meta: _Meta, arch: str, head_dim: int, rope_freqs, source: str) -> RopeSpec:
+def _rope(meta: _Meta, arch: str, head_dim: int, rope_freqs, source: str, interleaved: bool = True) -> RopeSpec:
     dim = meta.positive(f"{arch}.rope.dimension_count", head_dim)
     if dim != head_dim:
         raise ModelError(f"{source}: {arch}.rope.dimension_count={dim} rotates part of a {head_dim}-wide head; "
@@ -100,7 +136,7 @@ def _rope(meta: _Meta, arch: str, head_dim: int, rope_freqs, source: str) -> Rop
         factors = tuple(values.tolist())
     return RopeSpec(theta=meta.positive_float(f"{arch}.rope.freq_base", 10000.0), dim=head_dim,
                     scaling="linear" if kind == "linear" and factor != 1.0 else "default", factor=factor,
-                    interleaved=True, freq_factors=factors)
+                    interleaved=interleaved, freq_factors=factors)
 
 
 class _Meta:

@@ -21,6 +21,8 @@ STACKED_EXPERT_ROLES = ("moe.gate_exps", "moe.up_exps", "moe.down_exps")
 def gguf_layout(spec: ModelSpec) -> list[LayerLayout]:
     if spec.family == "gpt2":
         return _gpt2(spec)
+    if spec.family == "gemma3":
+        return _gemma3(spec)
     return _llama(spec)
 
 
@@ -78,6 +80,39 @@ def _llama(spec: ModelSpec) -> list[LayerLayout]:
             t.update({"mlp.gate_proj.weight": ("ffn_gate.weight", (i_dim, d)),
                       "mlp.up_proj.weight": ("ffn_up.weight", (i_dim, d)),
                       "mlp.down_proj.weight": ("ffn_down.weight", (d, i_dim))})
+        layers.append(LayerLayout(f"block.{i}", "block", i, {r: TensorSpec(b + n, s) for r, (n, s) in t.items()}))
+    layers.append(_head(spec, embed, {"norm.weight": TensorSpec("output_norm.weight", (d,))}))
+    return layers
+
+
+# Gemma 3's block roles (the Hugging Face names) -> llama.cpp's tensor names
+_GEMMA3_NORMS = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
+
+
+def _gemma3(spec: ModelSpec) -> list[LayerLayout]:
+    d, i_dim, hd = spec.hidden_size, spec.intermediate_size, spec.head_dim
+    q_dim, kv_dim = spec.num_heads * hd, spec.kv_dim
+    embed = TensorSpec("token_embd.weight", (spec.vocab_size, d))
+    layers = [LayerLayout("embed", "embed", -1, {"wte": embed})]
+    for i in range(spec.num_layers):
+        b = f"blk.{i}."
+        t = {role: (name, (d,)) for role, name in _GEMMA3_NORMS.items()}
+        t.update({
+            "self_attn.q_norm.weight": ("attn_q_norm.weight", (hd,)),
+            "self_attn.k_norm.weight": ("attn_k_norm.weight", (hd,)),
+            "self_attn.q_proj.weight": ("attn_q.weight", (q_dim, d)),
+            "self_attn.k_proj.weight": ("attn_k.weight", (kv_dim, d)),
+            "self_attn.v_proj.weight": ("attn_v.weight", (kv_dim, d)),
+            "self_attn.o_proj.weight": ("attn_output.weight", (d, q_dim)),
+            "mlp.gate_proj.weight": ("ffn_gate.weight", (i_dim, d)),
+            "mlp.up_proj.weight": ("ffn_up.weight", (i_dim, d)),
+            "mlp.down_proj.weight": ("ffn_down.weight", (d, i_dim)),
+        })
         layers.append(LayerLayout(f"block.{i}", "block", i, {r: TensorSpec(b + n, s) for r, (n, s) in t.items()}))
     layers.append(_head(spec, embed, {"norm.weight": TensorSpec("output_norm.weight", (d,))}))
     return layers

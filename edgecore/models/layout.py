@@ -38,6 +38,15 @@ def model_layout(spec: ModelSpec, names: Collection[str]) -> list[LayerLayout]:
     return _llama_like(spec, names)
 
 
+def _gemma3_norms(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Gemma 3's norms beside a llama block's: post-attention (on the
+    attention output, before its residual add), pre- and post-feed-forward,
+    and RMSNorm of each query and key head."""
+    d, hd = spec.hidden_size, spec.head_dim
+    return {"pre_feedforward_layernorm.weight": (d,), "post_feedforward_layernorm.weight": (d,),
+            "self_attn.q_norm.weight": (hd,), "self_attn.k_norm.weight": (hd,)}
+
+
 def _gpt2(spec: ModelSpec, names: Collection[str]) -> list[LayerLayout]:
     p = "transformer." if "transformer.wte.weight" in names or "wte.weight" not in names else ""
     d, i_dim = spec.hidden_size, spec.intermediate_size
@@ -74,6 +83,8 @@ def _llama_like(spec: ModelSpec, names: Collection[str]) -> list[LayerLayout]:
             "self_attn.q_proj.weight": (q_dim, d), "self_attn.k_proj.weight": (kv_dim, d),
             "self_attn.v_proj.weight": (kv_dim, d), "self_attn.o_proj.weight": (d, q_dim),
         }
+        if spec.family == "gemma3":
+            t.update(_gemma3_norms(spec))
         if spec.attention_bias:
             t.update({"self_attn.q_proj.bias": (q_dim,), "self_attn.k_proj.bias": (kv_dim,),
                       "self_attn.v_proj.bias": (kv_dim,), "self_attn.o_proj.bias": (d,)})

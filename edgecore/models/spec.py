@@ -22,7 +22,11 @@ ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama",
     "MixtralForCausalLM": "mixtral",
+    "Gemma3ForCausalLM": "gemma3",
 }
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "mixtral": "mixtral", "gemma3_text": "gemma3"}
+# Gemma 3's default local/global layer pattern: every sixth layer attends globally
+GEMMA3_WINDOW_PATTERN = 6
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,13 @@ class RopeSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    family: str  # gpt2 | llama | mixtral
+    """Hyper-parameters of any supported architecture. Gemma 3 sets the
+    fields after `sliding_window`: per-layer attention windows (local layers
+    see the last `window` positions, global ones everything, each with its
+    own RoPE), an attention scale other than head_dim^-1/2, the embedding
+    scaled by sqrt(hidden), and Hugging Face's norms stored as w - 1."""
+
+    family: str  # gpt2 | llama | mixtral | gemma3
     architecture: str
     vocab_size: int
     hidden_size: int
@@ -87,7 +97,12 @@ class ModelSpec:
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     tokenizer: str | None = None  # "bytes" for edgecore's byte-level demo models
-    sliding_window: int | None = None
+    sliding_window: int | None = None  # Mistral-style: one window for every layer
+    layer_windows: tuple[int, ...] = ()  # per block, 0 = global (Gemma 3); overrides sliding_window
+    local_rope: RopeSpec | None = None  # RoPE of the windowed layers when it differs from `rope`
+    attn_scale: float | None = None  # None: head_dim ** -0.5
+    embed_scale: float = 1.0  # the embedding rows are multiplied by it
+    norm_unit_offset: bool = False  # RMSNorm weights are used as 1 + w
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -97,6 +112,22 @@ class ModelSpec:
     @property
     def kv_dim(self) -> int:
         return self.num_kv_heads * self.head_dim
+
+    @property
+    def attention_scale(self) -> float:
+        return self.head_dim ** -0.5 if self.attn_scale is None else self.attn_scale
+
+    def window(self, layer: int) -> int:
+        """Block `layer`'s attention window in positions (0: unlimited)."""
+        if self.layer_windows:
+            return self.layer_windows[layer]
+        return self.sliding_window or 0
+
+    def layer_rope(self, layer: int) -> RopeSpec | None:
+        """Block `layer`'s rotary embedding."""
+        if self.local_rope is not None and self.window(layer):
+            return self.local_rope
+        return self.rope
 
 
 def load_spec(model_dir: str | Path) -> ModelSpec:
@@ -121,7 +152,7 @@ def parse_config(config: dict, path: str | Path = "config.json") -> ModelSpec:
     family = ARCHITECTURES.get(arch) if arch else None
     if family is None:
         model_type = config.get("model_type")
-        family = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "mixtral": "mixtral"}.get(model_type)
+        family = MODEL_TYPES.get(model_type)
         arch = arch or model_type
     if family is None:
         raise ModelError(f"{path}: architecture {arch!r} is not supported; supported: {', '.join(ARCHITECTURES)}")
@@ -155,6 +186,8 @@ def parse_config(config: dict, path: str | Path = "config.json") -> ModelSpec:
             tie_embeddings=bool(config.get("tie_word_embeddings", True)),
             activation=activation, attention_bias=True, mlp_bias=True, **common)
 
+    if family == "gemma3":
+        return _gemma3(config, get, path, common)
     d = get.int("hidden_size")
     heads = get.int("num_attention_heads")
     kv_heads = get.int("num_key_value_heads", heads)
@@ -179,6 +212,56 @@ def parse_config(config: dict, path: str | Path = "config.json") -> ModelSpec:
         tie_embeddings=bool(config.get("tie_word_embeddings", False)), activation="silu",
         attention_bias=bool(config.get("attention_bias", False)), mlp_bias=bool(config.get("mlp_bias", False)),
         rope=_rope(config, head_dim, path), **moe, **common)
+
+
+def _gemma3(config: dict, get: _Getter, path, common: dict) -> ModelSpec:
+    """Gemma 3 text models (Gemma3ForCausalLM): GeGLU, q/k norms, four norms
+    per block, local (sliding-window) and global layers with their own RoPE."""
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if config.get(key) is not None:
+            raise ModelError(f"{path}: {key}={config[key]!r} is not supported (Gemma 3 uses none)")
+    if config.get("use_bidirectional_attention"):
+        raise ModelError(f"{path}: use_bidirectional_attention=true is not supported (causal models only)")
+    if config.get("attention_bias"):
+        raise ModelError(f"{path}: attention_bias=true is not supported for gemma3")
+    act = config.get("hidden_activation") or config.get("hidden_act") or "gelu_pytorch_tanh"
+    if act not in ("gelu_pytorch_tanh", "gelu_tanh"):
+        raise ModelError(f"{path}: hidden_activation {act!r} is not supported (GeGLU with gelu_pytorch_tanh only)")
+    d, layers = get.int("hidden_size"), get.int("num_hidden_layers")
+    heads = get.int("num_attention_heads")
+    kv_heads = get.int("num_key_value_heads", heads)
+    if heads % kv_heads:
+        raise ModelError(f"{path}: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}")
+    head_dim = get.int("head_dim", 256)
+    window = get.int("sliding_window", 4096)
+    types = config.get("layer_types")
+    if types is None:
+        pattern = config.get("sliding_window_pattern", config.get("_sliding_window_pattern", GEMMA3_WINDOW_PATTERN))
+        types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
+    if not isinstance(types, list) or len(types) != layers or \
+            any(t not in ("sliding_attention", "full_attention") for t in types):
+        raise ModelError(f"{path}: layer_types must list sliding_attention or full_attention for each of "
+                         f"the {layers} layers")
+    # transformers 5: rope_parameters per layer type; 4.x: rope_theta (global), rope_local_base_freq, rope_scaling
+    params = config.get("rope_parameters") or {}
+    if "full_attention" in params:
+        full, local = dict(params["full_attention"]), dict(params.get("sliding_attention") or {})
+    else:
+        full = {"rope_theta": config.get("rope_theta", 1000000.0), **(config.get("rope_scaling") or {})}
+        local = {"rope_theta": config.get("rope_local_base_freq", 10000.0)}
+    local.setdefault("rope_theta", 10000.0)
+    scalar = config.get("query_pre_attn_scalar", head_dim)
+    if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0:
+        raise ModelError(f"{path}: query_pre_attn_scalar must be a positive number, got {scalar!r}")
+    return ModelSpec(
+        family="gemma3", vocab_size=get.int("vocab_size"), hidden_size=d, num_layers=layers, num_heads=heads,
+        num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=get.int("intermediate_size"),
+        max_positions=get.int("max_position_embeddings"), norm_eps=get.float("rms_norm_eps", 1e-6),
+        tie_embeddings=bool(config.get("tie_word_embeddings", True)), activation="gelu_tanh",
+        rope=_rope({"rope_parameters": full}, head_dim, path),
+        local_rope=_rope({"rope_parameters": local}, head_dim, path),
+        layer_windows=tuple(window if t == "sliding_attention" else 0 for t in types),
+        attn_scale=float(scalar) ** -0.5, embed_scale=float(d) ** 0.5, norm_unit_offset=True, **common)
 
 
 def _rope(config: dict, head_dim: int, path) -> RopeSpec:

@@ -35,6 +35,7 @@ MODELS = {
                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                          max_position_embeddings=128),
     "gpt2": lambda f: _random_model("gpt2", f, vocab_size=300, n_embd=64, n_layer=2, n_head=4, n_positions=128),
+    "gemma3": lambda f: _random_model("gemma3", f),  # a window of 8: local layers see only the last 8 positions
 }
 
 

@@ -204,7 +204,7 @@ def _retype(name, wtype):
 
 
 BROKEN = {
-    "arch": (dict(arch="mamba"), "GGUF architecture 'mamba' is not supported; supported: llama, gpt2"),
+    "arch": (dict(arch="mamba"), "GGUF architecture 'mamba' is not supported; supported: llama, gpt2, gemma3"),
     "key": (dict(skip_keys=("embedding_length",)), "GGUF metadata key llama.embedding_length is missing"),
     "tensor": (dict(edit=_drop("blk.1.ffn_up.weight")), "missing tensor blk.1.ffn_up.weight (expected shape [96, 64])"),
     "norm-type": (dict(edit=_retype("blk.0.attn_norm.weight", "q8_0")),

@@ -11,11 +11,13 @@ import numpy as np
 
 def build(kind: str, path: Path, *, seed: int = 0, dtype: str = "float32", **overrides):
     """Build and save a model; returns the transformers model (float32, eval).
-    kind: gpt2 | llama | mixtral. dtype: float32, float16 or bfloat16 for the
+    kind: gpt2 | llama | mixtral | gemma3. dtype: float32, float16 or bfloat16 for the
     saved tensors (the returned reference model is float32 with the same,
     rounded weights)."""
     import torch
     from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         GPT2Config,
         GPT2LMHeadModel,
         LlamaConfig,
@@ -40,6 +42,18 @@ def build(kind: str, path: Path, *, seed: int = 0, dtype: str = "float32", **ove
                    bos_token_id=0, eos_token_id=0)
         cfg.update(overrides)
         model = MixtralForCausalLM(MixtralConfig(**cfg))
+    elif kind == "gemma3":
+        # windows shorter than the tests' prompts, so local and global layers differ
+        cfg = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=8,
+                   layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                   max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        cfg.update(overrides)
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**cfg))
+        with torch.no_grad():  # Gemma's norms start at w = 0 (used as 1 + w): make them matter
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.normal_(0.0, 0.5)
     else:
         raise ValueError(kind)
     # random init gives tiny logits; scale weights up so logits spread and
