@@ -1,6 +1,6 @@
 """Quantized GGUF models end to end: edgecore vs llama.cpp on the same files.
 
-    python bench/bench_quant.py [--models gpt2-small,llama-125m,smollm2] [--types f32,f16,q8_0,q4_0,q4_1]
+    python bench/bench_quant.py [--models gpt2-small,llama-125m,smollm2,gemma3] [--types f32,f16,q8_0,q4_0,q4_1]
                                 [--threads 1,2] [--prompt 128] [--new 32] [--rounds 3] [--workdir DIR]
 
 Models: random-weight GPT-2-small (124M) and Llama-125M shapes (hidden 768,
@@ -8,7 +8,8 @@ Models: random-weight GPT-2-small (124M) and Llama-125M shapes (hidden 768,
 as Hugging Face F32 directories, and the real SmolLM2-135M-Instruct
 (`edgecore pull smollm2`, or $EDGECORE_TEST_MODELS/smollm2.gguf), whose
 Q4_1 file is dequantized into such a directory and also benchmarked as
-shipped ("orig"). Every GGUF file is written by `edgecore quantize` (the
+shipped ("orig"), and the real Gemma 3 270M (`edgecore pull gemma3`), as
+shipped only (Q4_K_M; `edgecore quantize` does not write gemma3). Every GGUF file is written by `edgecore quantize` (the
 output head and embedding in the same type) and measured, then deleted, so
 disk use stays at one model; except --types q4_k_m, the k-quant mix most
 GGUF users run, which llama.cpp's own `llama-quantize` makes from our f32
@@ -361,23 +362,27 @@ def main():
 
     rows = []
     ran: set[str] = set()  # the weight types of every file measured
-    builders = {"gpt2-small": build_gpt2_small, "llama-125m": build_llama_125m, "smollm2": None}
+    builders = {"gpt2-small": build_gpt2_small, "llama-125m": build_llama_125m, "smollm2": None, "gemma3": None}
     try:
         for model in args.models.split(","):
             if model not in builders:
                 raise SystemExit(f"bench_quant: unknown model {model!r}; choose from {', '.join(builders)}")
             src_dir = work / f"{model}-hf"
             files: list[tuple[str, Path, bool]] = []  # (type, file, delete after)
-            if model == "smollm2":
-                shipped = real_model("smollm2")
+            if model in ("smollm2", "gemma3"):
+                shipped = real_model(model)
                 if shipped is None:
-                    print("smollm2: not measured: no model file (run `edgecore pull smollm2`)", flush=True)
+                    print(f"{model}: not measured: no model file (run `edgecore pull {model}`)", flush=True)
                     continue
-                build_smollm2(src_dir, shipped)
                 files.append(("orig", shipped, False))
+            if model == "gemma3":  # `edgecore quantize` writes no gemma3 files: the shipped one only
+                src_dir.mkdir(parents=True, exist_ok=True)
+            elif model == "smollm2":
+                build_smollm2(src_dir, shipped)
             else:
                 builders[model](src_dir)
-            files += [(t, work / f"{model}-{t}.gguf", True) for t in types]
+            if model != "gemma3":
+                files += [(t, work / f"{model}-{t}.gguf", True) for t in types]
             for wtype, path, made in files:
                 q_s = None
                 if made:
