@@ -107,9 +107,17 @@ cdef _raise_step_failure(str fn, int rc, int failed, cnp.ndarray pa, _Paged p, s
 
 cdef class DecoderBlock:
     """A pre-norm llama-family decoder block (RMSNorm, q/k/v, RoPE, the paged
-    KV store, attention, o; then RMSNorm and the SwiGLU MLP unless
+    KV store, attention, o; then RMSNorm and the gated MLP unless
     ``mlp=None``) run by one C call per step, with the same kernels in the
     same order as the per-op path, so bitwise its result.
+
+    Gemma 3's block: ``qk_norm=(q_norm, k_norm)`` float32 [head_dim] each,
+    applied to every query and key head before RoPE; ``post_norms=
+    (post_attn_norm, post_ffn_norm)`` float32 [d], on the attention output
+    before its residual add and on the MLP output (post_ffn_norm None
+    without the MLP); ``unit_offset`` uses every norm weight as 1 + w
+    (Hugging Face Gemma files); ``mlp_activation`` "gelu_tanh" for GeGLU
+    (default "silu": SwiGLU).
 
     Built once per layer from: ``attn_norm`` float32 [d]; ``q``, ``k``,
     ``v``, ``o`` (and in ``mlp`` the tuple ``(ffn_norm, gate, up, down)``),
@@ -130,7 +138,7 @@ cdef class DecoderBlock:
 
     def __init__(self, *, attn_norm, q, k, v, o, mlp, h, a, Py_ssize_t n_heads, Py_ssize_t head_dim,
                  double eps, double scale, window, bint refine, cos, sin, bint interleaved, k_cache, v_cache,
-                 scratch):
+                 scratch, qk_norm=None, post_norms=None, bint unit_offset=False, str mlp_activation="silu"):
         cdef str fn = "DecoderBlock"
         cdef cnp.ndarray ha, aa, ca, sa, na, fa, xa
         cdef list outs = []
@@ -162,6 +170,11 @@ cdef class DecoderBlock:
                              f"of {p.pages.head_dim}")
         self.b.cache = p.pages
         self.k_cache, self.v_cache = p.k_cache, p.v_cache
+        self._gemma_norms(fn, qk_norm, post_norms, mlp is not None, d, head_dim)
+        if mlp_activation not in ("silu", "gelu_tanh"):
+            raise ValueError(f"{fn}: mlp_activation must be silu or gelu_tanh, got {mlp_activation!r}")
+        self.b.mlp_act = _ACTIVATION_CODES[mlp_activation]
+        self.b.norm_flags = EC_NORM_UNIT_OFFSET if unit_offset else 0
 
         _block_out(&self.b.qkv[0], "q", q, d, rows, self.keep, outs)
         _block_out(&self.b.qkv[1], "k", k, d, rows, self.keep, outs)
@@ -245,6 +258,31 @@ cdef class DecoderBlock:
         self.b.scratch = cnp.PyArray_DATA(xa)
         self.b.scratch_bytes = cnp.PyArray_NBYTES(xa)
         self.rows, self.d = rows, d
+
+    cdef _gemma_norms(self, str fn, qk_norm, post_norms, bint mlp, cnp.npy_intp d, cnp.npy_intp head_dim):
+        """The optional q/k and post norms, checked and kept (NULL when None)."""
+        cdef cnp.ndarray arr
+        cdef const float *ptrs[4]
+        ptrs[0] = ptrs[1] = ptrs[2] = ptrs[3] = NULL
+        pairs = (("qk_norm", qk_norm, ("q_norm", "k_norm"), (head_dim, head_dim)),
+                 ("post_norms", post_norms, ("post_attn_norm", "post_ffn_norm"), (d, d)))
+        for i, (label, given, names, widths) in enumerate(pairs):
+            if given is None:
+                continue
+            try:
+                first, second = given
+            except (TypeError, ValueError):
+                raise TypeError(f"{fn}: {label} must be None or a pair ({', '.join(names)})") from None
+            if first is None or (second is None and (i == 0 or mlp)):
+                raise ValueError(f"{fn}: {label} needs both {names[0]} and {names[1]}"
+                                 + (" (post_ffn_norm is None only without the MLP)" if i else ""))
+            for j, w in enumerate((first, second)):
+                if w is None:
+                    continue
+                arr = _norm_weight(w, fn, names[j], widths[j])
+                self.keep.append(arr)
+                ptrs[2 * i + j] = <const float *>cnp.PyArray_DATA(arr)
+        self.b.q_norm, self.b.k_norm, self.b.post_attn_norm, self.b.post_ffn_norm = ptrs[0], ptrs[1], ptrs[2], ptrs[3]
 
     def run(self, x, delta, positions, page_table, starts, pos0):
         """x [m, d] float32 (m <= rows) += delta (the previous block's output

@@ -245,6 +245,12 @@ cdef extern from "edgecore/kernels.h" nogil:
         int refine
         const float *attn_norm
         const float *ffn_norm
+        const float *q_norm
+        const float *k_norm
+        const float *post_attn_norm
+        const float *post_ffn_norm
+        int norm_flags
+        int mlp_act
         ec_linear_out qkv[3]
         ec_linear_out o
         ec_linear_out gate_up[2]

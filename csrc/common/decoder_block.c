@@ -7,7 +7,9 @@
  *   rope(q), rope(k); store k, v in the paged cache; a = attention(q)
  *   o = a Wo
  * and with the MLP (down != NULL):
- *   x += o;  h = rmsnorm(x);  g = silu(h Wg) * (h Wu);  out = g Wd
+ *   x += o;  h = rmsnorm(x);  g = act(h Wg) * (h Wu);  out = g Wd
+ * Gemma 3 adds, where its norms are set: rmsnorm of every q and k head
+ * before RoPE, o = rmsnorm(o) before its residual add, out = rmsnorm(out).
  *
  * Why: a decode step of a small model is ~10 kernel calls per layer, and
  * from Python each call costs microseconds of argument checks and object
@@ -32,6 +34,12 @@ static int fail(int rc, int stage, int *failed) {
     return rc;
 }
 
+/* RMSNorm of `rows` rows of width n of y, written back into y (Gemma 3's
+ * q/k and post norms; no residual). */
+static int in_place_norm(const ec_decoder_block *b, float *y, const float *w, size_t rows, size_t n) {
+    return ec_rms_norm_f32(y, NULL, NULL, w, y, rows, n, b->norm_eps, b->norm_flags);
+}
+
 int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta, size_t m,
                          const ec_kv_batch *batch, const int64_t *positions, ec_kv_fault *fault, int *failed) {
     if (!b || !x || !batch || !positions || m > b->rows) return fail(EC_ERR_ARG, EC_BLOCK_ARGS, failed);
@@ -40,10 +48,15 @@ int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta
     const size_t q_dim = b->n_heads * hd, kv_dim = kvh * hd;
     int rc;
 
-    rc = ec_rms_norm_f32(x, delta, delta ? x : NULL, b->attn_norm, b->h, m, d, b->norm_eps, 0);
+    rc = ec_rms_norm_f32(x, delta, delta ? x : NULL, b->attn_norm, b->h, m, d, b->norm_eps, b->norm_flags);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_NORM, failed);
     rc = ec_linear_multi(b->h, m, d, b->qkv, 3, EC_ACT_NONE, 0, b->refine, b->scratch, b->scratch_bytes);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_QKV, failed);
+    if (b->q_norm) { /* each head a row of head_dim, normed in place */
+        rc = in_place_norm(b, b->qkv[0].y, b->q_norm, m * b->n_heads, hd);
+        if (rc == EC_OK) rc = in_place_norm(b, b->qkv[1].y, b->k_norm, m * kvh, hd);
+        if (rc != EC_OK) return fail(rc, EC_BLOCK_NORM, failed);
+    }
 
     size_t bad = 0;
     rc = ec_rope_f32(b->qkv[0].y, m, q_dim, b->n_heads, hd, b->rotary_dim, positions, 8, b->rope_cos, b->rope_sin,
@@ -62,15 +75,19 @@ int ec_decoder_block_f32(const ec_decoder_block *b, float *x, const float *delta
     if (rc != EC_OK) return fail(rc, EC_BLOCK_ATTENTION, failed);
     rc = ec_linear_multi(b->a, m, q_dim, &b->o, 1, EC_ACT_NONE, 0, b->refine, b->scratch, b->scratch_bytes);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_O, failed);
+    if (b->post_attn_norm && (rc = in_place_norm(b, b->o.y, b->post_attn_norm, m, d)) != EC_OK)
+        return fail(rc, EC_BLOCK_NORM, failed);
     if (!b->down.w) return EC_OK; /* attention only: the caller runs the MLP (MoE) */
 
-    rc = ec_rms_norm_f32(x, b->o.y, x, b->ffn_norm, b->h, m, d, b->norm_eps, 0);
+    rc = ec_rms_norm_f32(x, b->o.y, x, b->ffn_norm, b->h, m, d, b->norm_eps, b->norm_flags);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_NORM, failed);
-    rc = ec_linear_multi(b->h, m, d, b->gate_up, 2, EC_ACT_SILU, 1, b->refine, b->scratch, b->scratch_bytes);
+    rc = ec_linear_multi(b->h, m, d, b->gate_up, 2, b->mlp_act, 1, b->refine, b->scratch, b->scratch_bytes);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_MLP, failed);
     rc = ec_linear_multi(b->gate_up[0].y, m, b->gate_up[0].n, &b->down, 1, EC_ACT_NONE, 0, b->refine, b->scratch,
                          b->scratch_bytes);
     if (rc != EC_OK) return fail(rc, EC_BLOCK_MLP, failed);
+    if (b->post_ffn_norm && (rc = in_place_norm(b, b->down.y, b->post_ffn_norm, m, d)) != EC_OK)
+        return fail(rc, EC_BLOCK_NORM, failed);
     return EC_OK;
 }
 

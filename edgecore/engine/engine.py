@@ -473,8 +473,7 @@ class Engine:
         if spec.family == "gpt2":
             return L.gpt2_block(spec, w, x, delta, kv, index, batch, ws)
         if spec.family == "gemma3":
-            rope = self.local_rope if spec.window(index) and self.local_rope else self.rope
-            return L.gemma3_block(spec, w, rope, x, delta, kv, index, batch, ws)
+            return L.gemma3_block(spec, w, self._layer_rope(index), x, delta, kv, index, batch, ws)
         block = self._blocks.get(li)
         if spec.is_moe:
             attention = None if block is None else \
@@ -492,7 +491,7 @@ class Engine:
         checked and built once, then one C call per layer per step. Streamed
         layers run op by op (their weights are mapped again each step)."""
         spec, graph = self.spec, self.model.graph
-        if spec.family not in ("llama", "mixtral") or self.rope is None:
+        if spec.family not in ("llama", "mixtral", "gemma3") or self.rope is None:
             return {}
         layers = [li for g in self.plan.groups if g.pinned for li in g.layers if graph.layers[li].kind == "block"]
         weights = {li: self.runtime.layer_weights(li) for li in layers}
@@ -501,8 +500,13 @@ class Engine:
             return {}
         # one scratch for all: steps run one at a time (counted in the plan's activation bytes)
         scratch = np.empty(max(L.decoder_block_scratch(spec, weights[li], self.step_tokens) for li in layers), np.uint8)
-        return {li: L.decoder_block(spec, weights[li], self.rope, self.kv, graph.layers[li].index, self._ws, scratch)
+        return {li: L.decoder_block(spec, weights[li], self._layer_rope(graph.layers[li].index), self.kv,
+                                    graph.layers[li].index, self._ws, scratch)
                 for li in layers}
+
+    def _layer_rope(self, index: int) -> L.Rope:
+        """Block `index`'s rotary tables (Gemma 3's windowed layers have their own)."""
+        return self.local_rope if self.local_rope is not None and self.spec.window(index) else self.rope
 
     def _decoder_stacks(self) -> dict:
         """first graph layer index -> ops.DecoderStack, for each run of two

@@ -120,8 +120,9 @@ def llama_attention(spec: ModelSpec, w: dict, rope: Rope, x: np.ndarray, delta, 
 
 def decoder_block(spec: ModelSpec, w: dict, rope: Rope, kv: PagedKV, layer: int, ws: Workspace,
                   scratch: np.ndarray) -> ops.DecoderBlock:
-    """The C form of llama_block (ops.DecoderBlock), or for a MoE layer of
-    llama_attention (its sparse MLP stays in Python): the same kernels in
+    """The C form of llama_block or gemma3_block (ops.DecoderBlock; `rope`:
+    the layer's own), or for a MoE layer of llama_attention (its sparse
+    MLP stays in Python): the same kernels in
     the same order over the same workspace buffers, one call per step
     instead of ~10 (bitwise the Python layers' result). scratch: uint8, at
     least decoder_block_scratch(...) bytes, shared by every block (steps run
@@ -132,14 +133,21 @@ def decoder_block(spec: ModelSpec, w: dict, rope: Rope, kv: PagedKV, layer: int,
 
     roles = _block_roles(spec)
     refine = any(w[f"{role}.weight"].refine for role in roles)
-    mlp = None if spec.is_moe else (w["post_attention_layernorm.weight"], proj("mlp.gate_proj", "g"),
-                                    proj("mlp.up_proj", "u"), proj("mlp.down_proj", "m"))
+    gemma = spec.family == "gemma3"
+    ffn_norm = w["pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight"]
+    mlp = None if spec.is_moe else (ffn_norm, proj("mlp.gate_proj", "g"), proj("mlp.up_proj", "u"),
+                                    proj("mlp.down_proj", "m"))
+    extra = {}
+    if gemma:  # gemma3_block's norms, in its order
+        extra = dict(qk_norm=(w["self_attn.q_norm.weight"], w["self_attn.k_norm.weight"]),
+                     post_norms=(w["post_attention_layernorm.weight"], w["post_feedforward_layernorm.weight"]),
+                     unit_offset=spec.norm_unit_offset, mlp_activation=spec.activation)
     return ops.DecoderBlock(
         attn_norm=w["input_layernorm.weight"], q=proj("self_attn.q_proj", "q"), k=proj("self_attn.k_proj", "k"),
         v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"), mlp=mlp,
         h=ws.full("h"), a=ws.full("a"), n_heads=spec.num_heads, head_dim=spec.head_dim, eps=spec.norm_eps,
         scale=spec.attention_scale, window=spec.window(layer), refine=refine, cos=rope.cos, sin=rope.sin,
-        interleaved=rope.interleaved, k_cache=kv.keys[layer], v_cache=kv.values[layer], scratch=scratch)
+        interleaved=rope.interleaved, k_cache=kv.keys[layer], v_cache=kv.values[layer], scratch=scratch, **extra)
 
 
 _BLOCK_ROLES = tuple(f"self_attn.{p}_proj" for p in "qkvo") + tuple(f"mlp.{p}_proj" for p in ("gate", "up", "down"))
@@ -163,12 +171,13 @@ def decoder_block_scratch(spec: ModelSpec, w: dict, rows: int) -> int:
 
 
 def fits_decoder_block(spec: ModelSpec, w: dict) -> bool:
-    """Whether a llama or mixtral layer can run as a DecoderBlock (for
-    mixtral, its attention): a SwiGLU MLP, and weights in one layout (the C
-    linear call takes one per call, as weight.linears does; a mixed layer
-    runs op by op)."""
+    """Whether a llama, gemma3 or mixtral layer can run as a DecoderBlock
+    (for mixtral, its attention): a SwiGLU (GeGLU for gemma3) MLP, and
+    weights in one layout (the C linear call takes one per call, as weight.linears
+    does; a mixed layer runs op by op)."""
     roles = _block_roles(spec)
-    if spec.family not in ("llama", "mixtral") or spec.activation != "silu" or \
+    mlp_act = "gelu_tanh" if spec.family == "gemma3" else "silu"
+    if spec.family not in ("llama", "mixtral", "gemma3") or spec.activation != mlp_act or \
             any(role + ".weight" not in w for role in roles):
         return False
     return len({w[role + ".weight"].transposed for role in roles}) == 1

@@ -1,8 +1,9 @@
 """The one-call decoder block (ops.DecoderBlock, csrc/common/decoder_block.c).
 
-The engine runs every dense llama layer whose weights stay loaded as one
-DecoderBlock call per step. The block calls the same kernels in the same
-order as the Python layers (engine/layers.py llama_block), so its logits
+The engine runs every dense llama (and Gemma 3) layer whose weights stay
+loaded as one DecoderBlock call per step. The block calls the same kernels in
+the same order as the Python layers (engine/layers.py llama_block,
+gemma3_block), so its logits
 must be bitwise the op-by-op path's, for any weight type, biases, batch and
 chunking; the op-by-op path itself is checked against transformers in
 test_reference.py, test_gguf_models.py and test_smollm2.py (which now run
@@ -40,6 +41,8 @@ def sources(tmp_path_factory):
     moe = build("mixtral", root / "mixtral", seed=3, **dict(LLAMA, num_local_experts=4, num_experts_per_tok=2))
     paths["mixtral"] = root / "mixtral"
     paths["mixtral-q8_0"] = write_llama_gguf(moe, root / "mixtral-q8_0.gguf", "q8_0")
+    build("gemma3", root / "gemma3")  # q/k and post norms, GeGLU, 1 + w norms, local and global layers
+    paths["gemma3"] = root / "gemma3"
     return paths
 
 
@@ -81,10 +84,10 @@ def assert_bitwise(got, want, what):
         assert np.array_equal(a, b), f"step {i}: {what} logits differ by {np.abs(a - b).max():.3g}"
 
 
-@pytest.mark.parametrize("name", ["f32", "f16-bias", "q8_0", "q4_1"])
+@pytest.mark.parametrize("name", ["f32", "f16-bias", "q8_0", "q4_1", "gemma3"])
 @pytest.mark.parametrize("act_precision", ["q8x2", "q8"])
 def test_block_is_bitwise_the_op_by_op_path(sources, name, act_precision):
-    if act_precision == "q8" and name in ("f32", "f16-bias"):
+    if act_precision == "q8" and name in ("f32", "f16-bias", "gemma3"):
         pytest.skip("float activations: act_precision does not apply")
     with Engine(sources[name], act_precision=act_precision, context=64, step_tokens=16) as engine:
         assert len(engine._blocks) == engine.spec.num_layers, "every pinned llama layer runs as one block"
@@ -181,6 +184,41 @@ def test_build_rejects_inconsistent_parts(block_engine):
     shared._buffers["a"] = shared._buffers["h"][:, :engine.spec.hidden_size]  # a aliasing h
     with pytest.raises(ValueError, match="must not overlap"):
         L.decoder_block(engine.spec, w, engine.rope, engine.kv, 0, shared, scratch)
+
+
+def test_build_rejects_bad_gemma_norms(sources):
+    from edgecore.engine import layers as L
+
+    with Engine(sources["gemma3"], context=64, step_tokens=16) as engine:
+        spec, w, ws = engine.spec, engine.runtime.layer_weights(1), engine._ws
+        scratch = np.empty(L.decoder_block_scratch(spec, w, engine.step_tokens), np.uint8)
+        L.decoder_block(spec, w, engine.rope, engine.kv, 0, ws, scratch)
+        for role, message in (("self_attn.q_norm.weight", r"q_norm must have shape \(32,\)"),
+                              ("post_feedforward_layernorm.weight", r"post_ffn_norm must have shape \(64,\)")):
+            bad = dict(w)
+            bad[role] = np.ones(7, np.float32)
+            with pytest.raises(ValueError, match=message):
+                L.decoder_block(spec, bad, engine.rope, engine.kv, 0, ws, scratch)
+        parts = dict(attn_norm=w["input_layernorm.weight"], h=ws.full("h"), a=ws.full("a"))
+        with pytest.raises(ValueError, match="qk_norm needs both q_norm and k_norm"):
+            _gemma_block(engine, w, scratch, qk_norm=(w["self_attn.q_norm.weight"], None), **parts)
+        with pytest.raises(ValueError, match="mlp_activation must be silu or gelu_tanh"):
+            _gemma_block(engine, w, scratch, mlp_activation="relu", **parts)
+
+
+def _gemma_block(engine, w, scratch, **kwargs):
+    ws = engine._ws
+
+    def proj(role, out):
+        return w[role + ".weight"].data, w[role + ".weight"].wtype, None, False, ws.full(out)
+
+    mlp = (w["pre_feedforward_layernorm.weight"], proj("mlp.gate_proj", "g"), proj("mlp.up_proj", "u"),
+           proj("mlp.down_proj", "m"))
+    return ops.DecoderBlock(q=proj("self_attn.q_proj", "q"), k=proj("self_attn.k_proj", "k"),
+                            v=proj("self_attn.v_proj", "v"), o=proj("self_attn.o_proj", "o"), mlp=mlp,
+                            n_heads=4, head_dim=32, eps=1e-6, scale=0.2, window=0, refine=False,
+                            cos=engine.rope.cos, sin=engine.rope.sin, interleaved=False,
+                            k_cache=engine.kv.keys[0], v_cache=engine.kv.values[0], scratch=scratch, **kwargs)
 
 
 def test_stack_rejects_what_it_cannot_run(block_engine, sources):

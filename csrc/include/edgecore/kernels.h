@@ -408,8 +408,12 @@ int ec_attention_f32(const ec_kv_pages *cache, const ec_kv_batch *batch, const f
  * A pre-norm llama-family decoder block, described once: RMSNorm (the
  * residual add fused), q/k/v in one linear call, RoPE on q and k, the paged
  * KV store, attention, the output projection and, when down.w != NULL, the
- * post-attention RMSNorm and the SwiGLU MLP (gate and up in one gated call,
- * then down). Every y of the linear outputs is a workspace of `rows` rows
+ * post-attention RMSNorm and the gated MLP (gate and up in one gated call
+ * with mlp_act, SiLU or tanh GELU, then down). Gemma 3's extra norms, each
+ * used when not NULL and run in place: q_norm and k_norm [head_dim] on every
+ * query and key head before RoPE, post_attn_norm [d] on o before its
+ * residual add, post_ffn_norm [d] on down's output; norm_flags applies to
+ * every norm of the block (EC_NORM_UNIT_OFFSET: Hugging Face Gemma's 1 + w). Every y of the linear outputs is a workspace of `rows` rows
  * (q [rows, n_heads * head_dim], k and v [rows, kv_dim], o and down
  * [rows, d], gate and up [rows, ffn]); h [rows, d] and a [rows, n_heads *
  * head_dim] are two more; scratch holds what ec_linear_scratch_bytes asks
@@ -423,6 +427,9 @@ typedef struct {
     size_t window;              /* attention window (0: unlimited) */
     int refine;                 /* the 8-bit types' two-pass input */
     const float *attn_norm, *ffn_norm;
+    const float *q_norm, *k_norm, *post_attn_norm, *post_ffn_norm; /* Gemma 3; NULL: none */
+    int norm_flags;             /* ec_rms_norm_f32 flags for every norm */
+    int mlp_act;                /* EC_ACT_SILU (SwiGLU) or EC_ACT_GELU_TANH (GeGLU) */
     ec_linear_out qkv[3];       /* q, k, v: one linear call */
     ec_linear_out o;
     ec_linear_out gate_up[2];   /* one gated call */
