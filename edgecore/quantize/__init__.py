@@ -1,5 +1,5 @@
 """Hugging Face checkpoints (F32/F16/BF16 safetensors; GPT-2, Llama,
-Mixtral) to GGUF files that llama.cpp and edgecore load, with weights in
+Mixtral, Gemma 3) to GGUF files that llama.cpp and edgecore load, with weights in
 f16, bf16 or GGML's q8_0 / q4_0 / q4_1 / q5_0 / q5_1 blocks.
 
 `quantize_model(src, out, wtype)` does the work; `edgecore quantize` is its

@@ -7,7 +7,9 @@ one source tensor in float32. Transformations follow llama.cpp's converter
 (convert_hf_to_gguf.py): GPT-2's Conv1D weights are transposed to
 [out, in]; Llama's Q and K rows are permuted from rotate-half pairs to the
 interleaved pairs llama.cpp's RoPE rotates; Mixtral's experts are stacked
-into `ffn_{gate,up,down}_exps` [experts, rows, K].
+into `ffn_{gate,up,down}_exps` [experts, rows, K]; Gemma 3's norm weights,
+stored as w - 1 by Hugging Face, are written as 1 + w (llama.cpp's
+convention; its Gemma RoPE rotates halves, so Q/K stay as they are).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def plan_model(spec: ModelSpec, layers: list[LayerLayout], names: set[str], read
                          f"{', '.join(extra[:5])}{more}; they would be lost in the GGUF file")
     if spec.family == "gpt2":
         return Plan("gpt2", tuple(_gpt2_jobs(spec, layers, read)), _gpt2_metadata(spec))
+    if spec.family == "gemma3":
+        _check_gemma3_expressible(spec)
+        return Plan("gemma3", tuple(_gemma3_jobs(spec, layers, read)), _gemma3_metadata(spec))
     return Plan("llama", tuple(_llama_jobs(spec, layers, read)), _llama_metadata(spec))
 
 
@@ -148,6 +153,79 @@ def _llama_jobs(spec: ModelSpec, layers: list[LayerLayout], read: Reader):
     yield _plain("output_norm.weight", head.tensors["norm.weight"].name, KEEP, (d,), read)
     if not spec.tie_embeddings:
         yield _plain("output.weight", head.tensors["lm_head"].name, HEAD, (spec.vocab_size, d), read)
+
+
+# Gemma 3 roles -> llama.cpp names; the norms get + 1
+_GEMMA3_NORMS = {"input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
+                 "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
+                 "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+
+
+def _check_gemma3_expressible(spec: ModelSpec) -> None:
+    """A gemma3 GGUF carries only the window and the global RoPE: llama.cpp
+    (and edgecore's reader) take the rest as constants. Refuse a checkpoint
+    that differs from them rather than write a file that runs another model."""
+    from edgecore.models.gguf_config import GEMMA3_27B_LAYERS, GEMMA3_LOCAL_ROPE_BASE
+    from edgecore.models.spec import GEMMA3_WINDOW_PATTERN
+
+    windows = {w for w in spec.layer_windows if w}
+    pattern = tuple(0 if (i + 1) % GEMMA3_WINDOW_PATTERN == 0 else next(iter(windows), 0)
+                    for i in range(spec.num_layers))
+    scale_dim = spec.hidden_size // spec.num_heads if spec.num_layers == GEMMA3_27B_LAYERS else spec.head_dim
+    problems = []
+    if len(windows) != 1 or spec.layer_windows != pattern:
+        problems.append(f"its layer pattern {spec.layer_windows} is not every {GEMMA3_WINDOW_PATTERN}th layer "
+                        f"global, the rest with one window")
+    if not math.isclose(spec.attention_scale, scale_dim ** -0.5, rel_tol=1e-6):
+        problems.append(f"query_pre_attn_scalar {spec.attention_scale ** -2:g} is not {scale_dim}")
+    local = spec.local_rope
+    if local is None or local.theta != GEMMA3_LOCAL_ROPE_BASE or local.scaling != "default":
+        problems.append(f"its local RoPE is not base {GEMMA3_LOCAL_ROPE_BASE:g} unscaled")
+    if spec.rope.scaling not in ("default", "linear"):
+        problems.append(f"RoPE scaling {spec.rope.scaling!r} has no gemma3 GGUF key")
+    if problems:
+        raise ModelError("this gemma3 checkpoint cannot be written as a GGUF file that llama.cpp and edgecore "
+                         "read back as the same model: " + "; ".join(problems))
+
+
+def _gemma3_jobs(spec: ModelSpec, layers: list[LayerLayout], read: Reader):
+    d, i_dim, hd = spec.hidden_size, spec.intermediate_size, spec.head_dim
+    q_dim, kv_dim = spec.num_heads * hd, spec.kv_dim
+    embed, *blocks, head = layers
+
+    def plus_one(x):
+        return x + np.float32(1.0)
+
+    yield _plain("token_embd.weight", embed.tensors["wte"].name, HEAD, (spec.vocab_size, d), read)
+    projections = {"self_attn.q_proj": ("attn_q", q_dim, d), "self_attn.k_proj": ("attn_k", kv_dim, d),
+                   "self_attn.v_proj": ("attn_v", kv_dim, d), "self_attn.o_proj": ("attn_output", d, q_dim),
+                   "mlp.gate_proj": ("ffn_gate", i_dim, d), "mlp.up_proj": ("ffn_up", i_dim, d),
+                   "mlp.down_proj": ("ffn_down", d, i_dim)}
+    for layer in blocks:
+        b, t = f"blk.{layer.index}.", layer.tensors
+        for role, name in _GEMMA3_NORMS.items():
+            width = hd if role.startswith("self_attn.") else d
+            yield _plain(f"{b}{name}.weight", t[f"{role}.weight"].name, KEEP, (width,), read, plus_one)
+        for role, (name, rows, k) in projections.items():
+            yield _plain(f"{b}{name}.weight", t[f"{role}.weight"].name, WEIGHT, (rows, k), read)
+    yield _plain("output_norm.weight", head.tensors["norm.weight"].name, KEEP, (d,), read, plus_one)
+    if not spec.tie_embeddings:
+        yield _plain("output.weight", head.tensors["lm_head"].name, HEAD, (spec.vocab_size, d), read)
+
+
+def _gemma3_metadata(spec: ModelSpec) -> tuple:
+    a = "gemma3"
+    meta = _shared_metadata(a, spec) + [
+        (f"{a}.attention.head_count_kv", "u32", spec.num_kv_heads),
+        (f"{a}.attention.key_length", "u32", spec.head_dim),
+        (f"{a}.attention.value_length", "u32", spec.head_dim),
+        (f"{a}.attention.layer_norm_rms_epsilon", "f32", spec.norm_eps),
+        (f"{a}.rope.freq_base", "f32", spec.rope.theta),
+        (f"{a}.attention.sliding_window", "u32", max(spec.layer_windows)),
+    ]
+    if spec.rope.scaling == "linear":
+        meta += [(f"{a}.rope.scaling.type", "str", "linear"), (f"{a}.rope.scaling.factor", "f32", spec.rope.factor)]
+    return tuple(meta)
 
 
 def _experts(spec: ModelSpec, layer: LayerLayout, read: Reader):

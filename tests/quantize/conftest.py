@@ -13,6 +13,9 @@ MODELS = {
     "llama": ("llama", {}),
     "llama-tied-bf16": ("llama", {"tie_word_embeddings": True, "dtype": "bfloat16"}),
     "mixtral": ("mixtral", {}),
+    # the Gemma 3 settings a gemma3 GGUF carries (test_gemma3_export.py)
+    "gemma3": ("gemma3", dict(num_hidden_layers=6, layer_types=None, num_attention_heads=2, num_key_value_heads=1,
+                              head_dim=256, query_pre_attn_scalar=256, sliding_window=8)),
 }
 
 

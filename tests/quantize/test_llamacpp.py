@@ -35,7 +35,8 @@ def llama_simple():
 @pytest.mark.reference
 @pytest.mark.parametrize(("name", "wtype"), [("gpt2", "f16"), ("llama", "f16"), ("llama-tied-bf16", "f16"),
                                              ("mixtral", "f16"), ("gpt2", "q8_0"), ("llama", "q4_0"),
-                                             ("mixtral", "q4_1"), ("llama", "bf16")])
+                                             ("mixtral", "q4_1"), ("llama", "bf16"), ("gemma3", "f16"),
+                                             ("gemma3", "q8_0")])
 def test_llamacpp_loads_and_generates(llama_simple, model_dirs, name, wtype, tmp_path):
     src, model, tok = model_dirs(name)
     out = tmp_path / f"{name}-{wtype}.gguf"
@@ -47,7 +48,7 @@ def test_llamacpp_loads_and_generates(llama_simple, model_dirs, name, wtype, tmp
     assert text.startswith(PROMPT), text  # llama.cpp tokenized the prompt and printed its pieces back
     if wtype != "f16":
         return  # quantized random-weight models have near-flat logits: loading and generating is the check
-    kind = "gpt2" if name == "gpt2" else "mixtral" if name == "mixtral" else "llama"
+    kind = name if name in ("gpt2", "mixtral", "gemma3") else "llama"
     want = _greedy(roundtrip_model(kind, model, wtype), tok.encode(PROMPT, add_special_tokens=False).ids,
                    tok.token_to_id("</s>"))
     # llama-simple prints the prompt, each new token's piece, then a newline
