@@ -12,7 +12,8 @@ TYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "f16", "bf16", "f32")
 def register(sub) -> None:
     p = sub.add_parser("quantize", help="write a Hugging Face model as a GGUF file (f16, bf16, q8_0, q4_0 ...)",
                        description="Convert a Hugging Face model directory (config.json + F32/F16/BF16 safetensors; "
-                                   "GPT-2, Llama, Mistral, Mixtral, Gemma 3) to a GGUF file that llama.cpp and edgecore load: "
+                                   "GPT-2, Llama, Mistral, Mixtral, Gemma 3) to a GGUF file that llama.cpp and "
+                                   "edgecore load: "
                                    "llama.cpp's tensor names and architecture metadata, the tokenizer when the "
                                    "directory has a byte-level BPE tokenizer.json, norms, biases and MoE routers in "
                                    "F32. Quantized blocks are bit for bit those of the gguf package's quantizer. "

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from support.models import build, reference_greedy, reference_logits  # noqa: E402
+from support.models import build, compare_to_reference, reference_greedy, reference_logits  # noqa: E402
 
 from edgecore import Engine  # noqa: E402
 from edgecore.models import ModelError  # noqa: E402
@@ -129,8 +129,7 @@ def test_real_gemma3_against_transformers(real_path):
     ref = AutoModelForCausalLM.from_pretrained(str(real_path.parent), gguf_file=real_path.name,
                                                dtype=torch.float32).eval()
     want = reference_logits(ref, ids)
-    agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
-    ppl, ref_ppl = _perplexity(got, ids), _perplexity(want, ids)
+    agreement, ppl, ref_ppl = compare_to_reference(got, want, ids)
     print(f"\nGemma 3 270M, {len(ids)} tokens: top-1 agreement {agreement:.2%}, perplexity {ppl:.4f} vs "
           f"transformers {ref_ppl:.4f} ({ppl / ref_ppl - 1:+.3%}); completion {completion.text!r}")
     assert agreement >= 0.98
@@ -139,9 +138,3 @@ def test_real_gemma3_against_transformers(real_path):
     assert completion.tokens == reference_greedy(ref, question, 10)
     assert "Paris" in completion.text
 
-
-def _perplexity(logits: np.ndarray, ids: list[int]) -> float:
-    z = logits[:-1].astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    return float(np.exp(-logp[np.arange(len(ids) - 1), ids[1:]].mean()))

@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
-from support.models import reference_logits  # noqa: E402
+from support.models import compare_to_reference, reference_logits  # noqa: E402
 from support.real_models import real_model  # noqa: E402
 
 from edgecore import Engine  # noqa: E402
@@ -46,13 +46,6 @@ def reference(path):
     return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
 
 
-def perplexity(logits: np.ndarray, ids: list[int]) -> float:
-    z = logits[:-1].astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    return float(np.exp(-logp[np.arange(len(ids) - 1), ids[1:]].mean()))
-
-
 def test_text_ids_are_the_gguf_tokenizers(engine):
     assert engine.tokenizer.encode(DATA["text"]) == DATA["ids"]
     assert len(DATA["ids"]) >= 1000
@@ -63,8 +56,7 @@ def assert_near_transformers(engine, reference, label):
     ids = DATA["ids"]
     got = engine.forward(ids)
     want = reference_logits(reference, ids)
-    agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
-    ppl, ref_ppl = perplexity(got, ids), perplexity(want, ids)
+    agreement, ppl, ref_ppl = compare_to_reference(got, want, ids)
     print(f"\nSmolLM2 {label}, {len(ids)} tokens: top-1 agreement {agreement:.2%}, perplexity {ppl:.4f} vs "
           f"transformers {ref_ppl:.4f} ({ppl / ref_ppl - 1:+.2%})")
     assert agreement >= 0.98

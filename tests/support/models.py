@@ -94,3 +94,17 @@ def rewrite_config(path: Path, **changes) -> None:
     cfg = json.loads(cfg_path.read_text())
     cfg.update(changes)
     cfg_path.write_text(json.dumps(cfg))
+
+
+def perplexity(logits: np.ndarray, ids) -> float:
+    """exp of the mean negative log-likelihood of ids[1:] under logits[:-1] (float64)."""
+    z = logits[:-1].astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return float(np.exp(-logp[np.arange(len(ids) - 1), list(ids)[1:]].mean()))
+
+
+def compare_to_reference(got: np.ndarray, want: np.ndarray, ids) -> tuple[float, float, float]:
+    """(top-1 agreement, perplexity of got, perplexity of want) over a text's ids."""
+    agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
+    return agreement, perplexity(got, ids), perplexity(want, ids)
