@@ -70,9 +70,14 @@ def describe(value: Any) -> str:
 
 
 def join(path: str, key: str | int) -> str:
-    """Extend a JSON path by an object key or a list index."""
+    """Extend a JSON path by an object key or a list index. A key that is not
+    a plain name (empty, or with spaces, dots, brackets, quotes, control or
+    non-ASCII characters) is written quoted, ``path["a key"]``, so the path
+    stays one unambiguous line."""
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not (key.isascii() and key.replace("_", "a").replace("-", "a").isalnum()):
+        return f"{path}[{json.dumps(key)}]"
     return f"{path}.{key}" if path else key
 
 
