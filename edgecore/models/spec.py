@@ -123,12 +123,6 @@ class ModelSpec:
             return self.layer_windows[layer]
         return self.sliding_window or 0
 
-    def layer_rope(self, layer: int) -> RopeSpec | None:
-        """Block `layer`'s rotary embedding."""
-        if self.local_rope is not None and self.window(layer):
-            return self.local_rope
-        return self.rope
-
 
 def load_spec(model_dir: str | Path) -> ModelSpec:
     path = Path(model_dir) / "config.json"
@@ -236,16 +230,17 @@ def _gemma3(config: dict, get: _Getter, path, common: dict) -> ModelSpec:
     window = get.int("sliding_window", 4096)
     types = config.get("layer_types")
     if types is None:
-        pattern = config.get("sliding_window_pattern", config.get("_sliding_window_pattern", GEMMA3_WINDOW_PATTERN))
+        key = "sliding_window_pattern" if "sliding_window_pattern" in config else "_sliding_window_pattern"
+        pattern = get.int(key, GEMMA3_WINDOW_PATTERN)
         types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
     if not isinstance(types, list) or len(types) != layers or \
             any(t not in ("sliding_attention", "full_attention") for t in types):
         raise ModelError(f"{path}: layer_types must list sliding_attention or full_attention for each of "
                          f"the {layers} layers")
     # transformers 5: rope_parameters per layer type; 4.x: rope_theta (global), rope_local_base_freq, rope_scaling
-    params = config.get("rope_parameters") or {}
+    params = _mapping(config, "rope_parameters", path)
     if "full_attention" in params:
-        full, local = dict(params["full_attention"]), dict(params.get("sliding_attention") or {})
+        full, local = _mapping(params, "full_attention", path), _mapping(params, "sliding_attention", path)
     else:
         full = {"rope_theta": config.get("rope_theta", 1000000.0), **(config.get("rope_scaling") or {})}
         local = {"rope_theta": config.get("rope_local_base_freq", 10000.0)}
@@ -266,21 +261,31 @@ def _gemma3(config: dict, get: _Getter, path, common: dict) -> ModelSpec:
 
 def _rope(config: dict, head_dim: int, path) -> RopeSpec:
     # transformers 5: rope_parameters {"rope_type", "rope_theta", ...}; 4.x: rope_theta + rope_scaling
-    params = dict(config.get("rope_parameters") or {})
-    scaling = dict(config.get("rope_scaling") or {})
-    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+    params = _mapping(config, "rope_parameters", path)
+    scaling = _mapping(config, "rope_scaling", path)
     merged = {**scaling, **params}
+    merged["rope_theta"] = params.get("rope_theta", config.get("rope_theta", 10000.0))
     kind = merged.get("rope_type", merged.get("type", "default")) or "default"
     partial = config.get("partial_rotary_factor", merged.get("partial_rotary_factor", 1.0))
     if partial != 1.0:
         raise ModelError(f"{path}: partial_rotary_factor={partial} is not supported")
     if kind not in ("default", "linear", "llama3"):
         raise ModelError(f"{path}: rope type {kind!r} is not supported (default, linear, llama3)")
+    get = _Getter(merged, path)
     return RopeSpec(
-        theta=float(theta), dim=head_dim, scaling=kind, factor=float(merged.get("factor", 1.0)),
-        low_freq_factor=float(merged.get("low_freq_factor", 1.0)),
-        high_freq_factor=float(merged.get("high_freq_factor", 4.0)),
-        original_max_positions=int(merged.get("original_max_position_embeddings", 8192)))
+        theta=get.float("rope_theta", 10000.0), dim=head_dim, scaling=kind, factor=get.float("factor", 1.0),
+        low_freq_factor=get.float("low_freq_factor", 1.0), high_freq_factor=get.float("high_freq_factor", 4.0),
+        original_max_positions=get.int("original_max_position_embeddings", 8192))
+
+
+def _mapping(config: dict, key: str, path) -> dict:
+    """config[key] as a dict ({} when missing or null); anything else is a ModelError."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: {key} must be an object, got {value!r}")
+    return dict(value)
 
 
 class _Getter:

@@ -178,3 +178,20 @@ def test_unsupported_architecture_and_missing_files(tmp_path):
                                                       "n_positions": 8}))
     with pytest.raises(ModelError, match="n_layer must be a positive integer"):
         Engine(tmp_path)
+
+
+@pytest.mark.parametrize("rope, message", [
+    (dict(rope_theta="x"), "rope_theta must be a positive number, got 'x'"),
+    (dict(rope_scaling=[2.0]), r"rope_scaling must be an object, got \[2.0\]"),
+    (dict(rope_scaling={"rope_type": "linear", "factor": -1}), "factor must be a positive number, got -1"),
+    (dict(rope_parameters={"rope_theta": 1e4, "rope_type": "llama3", "original_max_position_embeddings": 0}),
+     "original_max_position_embeddings must be a positive integer, got 0"),
+])
+def test_bad_rope_settings_are_one_model_error(rope, message):
+    from edgecore.models.spec import parse_config
+
+    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+              "num_hidden_layers": 1, "intermediate_size": 96, "vocab_size": 10, "max_position_embeddings": 8,
+              **rope}
+    with pytest.raises(ModelError, match=message):
+        parse_config(config)

@@ -81,7 +81,7 @@ def test_config_spec():
     assert spec.family == "gemma3" and spec.layer_windows == (8, 0)
     assert spec.window(0) == 8 and spec.window(1) == 0 and spec.sliding_window is None
     assert spec.attention_scale == 16 ** -0.5 and spec.embed_scale == 8.0 and spec.norm_unit_offset
-    assert spec.layer_rope(0).theta == 5000.0 and spec.layer_rope(1).theta == 50000.0
+    assert spec.local_rope.theta == 5000.0 and spec.rope.theta == 50000.0
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -91,6 +91,9 @@ def test_config_spec():
     (dict(hidden_activation="relu"), "hidden_activation 'relu' is not supported"),
     (dict(use_bidirectional_attention=True), "use_bidirectional_attention=true is not supported"),
     (dict(query_pre_attn_scalar=0), "query_pre_attn_scalar must be a positive number"),
+    (dict(layer_types=None, sliding_window_pattern=0), "sliding_window_pattern must be a positive integer"),
+    (dict(rope_parameters={"full_attention": 5}), "full_attention must be an object, got 5"),
+    (dict(rope_parameters={"full_attention": {"rope_theta": "x"}}), "rope_theta must be a positive number"),
 ])
 def test_unsupported_configs_are_one_clear_error(changes, message):
     with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
