@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecore.models.spec import ModelError, ModelSpec, RopeSpec
+from edgecore.models.spec import GEMMA3_WINDOW_PATTERN, ModelError, ModelSpec, RopeSpec, pattern_windows
 from edgecore.models.tokenizer_gguf import gguf_eos_token_ids
 
 ARCHITECTURES = ("llama", "gpt2", "gemma3")
@@ -25,6 +25,11 @@ ARCHITECTURES = ("llama", "gpt2", "gemma3")
 # sliding-window layers, and the layer pattern (every sixth layer global)
 GEMMA3_LOCAL_ROPE_BASE = 10000.0
 GEMMA3_27B_LAYERS = 62  # Gemma 3 27B scales queries by (d / heads)^-1/2, the others by head_dim^-1/2
+
+
+def gemma3_query_scale(d: int, heads: int, head_dim: int, layers: int) -> float:
+    """The query scale llama.cpp gives a gemma3 file (it stores none)."""
+    return float(d // heads if layers == GEMMA3_27B_LAYERS else head_dim) ** -0.5
 
 
 def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], source: str,
@@ -56,17 +61,17 @@ def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], sour
                          norm_eps=meta.positive_float(f"{arch}.attention.layer_norm_epsilon", 1e-5),
                          activation="gelu_tanh", attention_bias=True, mlp_bias=True, **common)
 
-    if arch == "gemma3":
-        return _gemma3(meta, d, heads, common, source)
     kv_heads = meta.positive(f"{arch}.attention.head_count_kv", heads)
     if heads % kv_heads:
         raise ModelError(f"{source}: {arch}.attention.head_count={heads} is not a multiple of "
                          f"{arch}.attention.head_count_kv={kv_heads}")
-    head_dim = meta.positive(f"{arch}.attention.key_length", d // heads)
+    head_dim = meta.positive(f"{arch}.attention.key_length", 256 if arch == "gemma3" else d // heads)
     value_dim = meta.positive(f"{arch}.attention.value_length", head_dim)
     if value_dim != head_dim:
         raise ModelError(f"{source}: {arch}.attention.value_length={value_dim} differs from key_length "
                          f"{head_dim}; the engine needs equal key and value head sizes")
+    if arch == "gemma3":
+        return _gemma3(meta, d, heads, kv_heads, head_dim, common, source)
     moe = {}
     experts = meta.optional_int(f"{arch}.expert_count") or 0
     if experts:
@@ -80,32 +85,22 @@ def spec_from_gguf(metadata: Mapping[str, Any], tensors: Mapping[str, Any], sour
                      rope=_rope(meta, arch, head_dim, rope_freqs, source), **moe, **common)
 
 
-def _gemma3(meta: _Meta, d: int, heads: int, common: dict, source: str) -> ModelSpec:
-    from edgecore.models.spec import GEMMA3_WINDOW_PATTERN
-
+def _gemma3(meta: _Meta, d: int, heads: int, kv_heads: int, head_dim: int, common: dict,
+            source: str) -> ModelSpec:
     arch = "gemma3"
-    kv_heads = meta.positive(f"{arch}.attention.head_count_kv", heads)
-    if heads % kv_heads:
-        raise ModelError(f"{source}: {arch}.attention.head_count={heads} is not a multiple of "
-                         f"{arch}.attention.head_count_kv={kv_heads}")
-    head_dim = meta.positive(f"{arch}.attention.key_length", 256)
-    if meta.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
-        raise ModelError(f"{source}: {arch}.attention.value_length differs from key_length {head_dim}; "
-                         f"the engine needs equal key and value head sizes")
     for key in ("attn_logit_softcapping", "final_logit_softcapping"):
         if meta.metadata.get(f"{arch}.{key}"):
             raise ModelError(f"{source}: GGUF metadata key {arch}.{key} is set; soft-capping is not supported")
     window = meta.positive(f"{arch}.attention.sliding_window")
     pattern = meta.positive(f"{arch}.attention.sliding_window_pattern", GEMMA3_WINDOW_PATTERN)
     layers = common["num_layers"]
-    rope = _rope(meta, arch, head_dim, None, source, interleaved=False)
-    local = RopeSpec(theta=GEMMA3_LOCAL_ROPE_BASE, dim=head_dim)
-    scale_dim = d // heads if layers == GEMMA3_27B_LAYERS else head_dim
     return ModelSpec(family="gemma3", num_kv_heads=kv_heads, head_dim=head_dim,
                      norm_eps=meta.positive_float(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6),
-                     activation="gelu_tanh", rope=rope, local_rope=local,
-                     layer_windows=tuple(0 if (i + 1) % pattern == 0 else window for i in range(layers)),
-                     attn_scale=float(scale_dim) ** -0.5, embed_scale=float(d) ** 0.5, **common)
+                     activation="gelu_tanh", rope=_rope(meta, arch, head_dim, None, source, interleaved=False),
+                     local_rope=RopeSpec(theta=GEMMA3_LOCAL_ROPE_BASE, dim=head_dim),
+                     layer_windows=pattern_windows(layers, window, pattern),
+                     attn_scale=gemma3_query_scale(d, heads, head_dim, layers), embed_scale=float(d) ** 0.5,
+                     **common)
 
 
 def _vocab_size(meta: _Meta, arch: str, tensors: Mapping[str, Any], source: str) -> int:

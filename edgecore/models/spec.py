@@ -29,6 +29,12 @@ MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "mixtral": 
 GEMMA3_WINDOW_PATTERN = 6
 
 
+def pattern_windows(layers: int, window: int, pattern: int = GEMMA3_WINDOW_PATTERN) -> tuple[int, ...]:
+    """Per-layer windows when every `pattern`-th layer is global (0) and the
+    others see `window` positions (Gemma 3's layout)."""
+    return tuple(0 if (i + 1) % pattern == 0 else window for i in range(layers))
+
+
 @dataclass(frozen=True)
 class RopeSpec:
     """Rotary embedding: frequencies inv_freq[i] = theta^(-2i/d), optionally
@@ -231,10 +237,11 @@ def _gemma3(config: dict, get: _Getter, path, common: dict) -> ModelSpec:
     types = config.get("layer_types")
     if types is None:
         key = "sliding_window_pattern" if "sliding_window_pattern" in config else "_sliding_window_pattern"
-        pattern = get.int(key, GEMMA3_WINDOW_PATTERN)
-        types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
-    if not isinstance(types, list) or len(types) != layers or \
-            any(t not in ("sliding_attention", "full_attention") for t in types):
+        windows = pattern_windows(layers, window, get.int(key, GEMMA3_WINDOW_PATTERN))
+    elif isinstance(types, list) and len(types) == layers and \
+            all(t in ("sliding_attention", "full_attention") for t in types):
+        windows = tuple(window if t == "sliding_attention" else 0 for t in types)
+    else:
         raise ModelError(f"{path}: layer_types must list sliding_attention or full_attention for each of "
                          f"the {layers} layers")
     # transformers 5: rope_parameters per layer type; 4.x: rope_theta (global), rope_local_base_freq, rope_scaling
@@ -255,7 +262,7 @@ def _gemma3(config: dict, get: _Getter, path, common: dict) -> ModelSpec:
         tie_embeddings=bool(config.get("tie_word_embeddings", True)), activation="gelu_tanh",
         rope=_rope({"rope_parameters": full}, head_dim, path),
         local_rope=_rope({"rope_parameters": local}, head_dim, path),
-        layer_windows=tuple(window if t == "sliding_attention" else 0 for t in types),
+        layer_windows=windows,
         attn_scale=float(scalar) ** -0.5, embed_scale=float(d) ** 0.5, norm_unit_offset=True, **common)
 
 

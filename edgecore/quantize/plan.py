@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecore.models.gguf_config import GEMMA3_LOCAL_ROPE_BASE, gemma3_query_scale
+from edgecore.models.gguf_layout import gguf_layout
 from edgecore.models.layout import LayerLayout, all_tensors
-from edgecore.models.spec import ModelError, ModelSpec
+from edgecore.models.spec import GEMMA3_WINDOW_PATTERN, ModelError, ModelSpec, pattern_windows
 
 # checkpoint entries that are not weights (attention masks, cached RoPE tables)
 BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
@@ -155,29 +157,18 @@ def _llama_jobs(spec: ModelSpec, layers: list[LayerLayout], read: Reader):
         yield _plain("output.weight", head.tensors["lm_head"].name, HEAD, (spec.vocab_size, d), read)
 
 
-# Gemma 3 roles -> llama.cpp names; the norms get + 1
-_GEMMA3_NORMS = {"input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
-                 "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
-                 "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
-
-
 def _check_gemma3_expressible(spec: ModelSpec) -> None:
     """A gemma3 GGUF carries only the window and the global RoPE: llama.cpp
     (and edgecore's reader) take the rest as constants. Refuse a checkpoint
     that differs from them rather than write a file that runs another model."""
-    from edgecore.models.gguf_config import GEMMA3_27B_LAYERS, GEMMA3_LOCAL_ROPE_BASE
-    from edgecore.models.spec import GEMMA3_WINDOW_PATTERN
-
     windows = {w for w in spec.layer_windows if w}
-    pattern = tuple(0 if (i + 1) % GEMMA3_WINDOW_PATTERN == 0 else next(iter(windows), 0)
-                    for i in range(spec.num_layers))
-    scale_dim = spec.hidden_size // spec.num_heads if spec.num_layers == GEMMA3_27B_LAYERS else spec.head_dim
     problems = []
-    if len(windows) != 1 or spec.layer_windows != pattern:
+    if len(windows) != 1 or spec.layer_windows != pattern_windows(spec.num_layers, next(iter(windows))):
         problems.append(f"its layer pattern {spec.layer_windows} is not every {GEMMA3_WINDOW_PATTERN}th layer "
                         f"global, the rest with one window")
-    if not math.isclose(spec.attention_scale, scale_dim ** -0.5, rel_tol=1e-6):
-        problems.append(f"query_pre_attn_scalar {spec.attention_scale ** -2:g} is not {scale_dim}")
+    scale = gemma3_query_scale(spec.hidden_size, spec.num_heads, spec.head_dim, spec.num_layers)
+    if not math.isclose(spec.attention_scale, scale, rel_tol=1e-6):
+        problems.append(f"query_pre_attn_scalar {spec.attention_scale ** -2:g} is not {scale ** -2:g}")
     local = spec.local_rope
     if local is None or local.theta != GEMMA3_LOCAL_ROPE_BASE or local.scaling != "default":
         problems.append(f"its local RoPE is not base {GEMMA3_LOCAL_ROPE_BASE:g} unscaled")
@@ -189,28 +180,19 @@ def _check_gemma3_expressible(spec: ModelSpec) -> None:
 
 
 def _gemma3_jobs(spec: ModelSpec, layers: list[LayerLayout], read: Reader):
-    d, i_dim, hd = spec.hidden_size, spec.intermediate_size, spec.head_dim
-    q_dim, kv_dim = spec.num_heads * hd, spec.kv_dim
-    embed, *blocks, head = layers
-
+    """Every tensor under the name and shape edgecore's own gemma3 reader
+    expects (models/gguf_layout.py, one table for both directions); 1-D
+    tensors are the norms, written as 1 + w."""
     def plus_one(x):
         return x + np.float32(1.0)
 
-    yield _plain("token_embd.weight", embed.tensors["wte"].name, HEAD, (spec.vocab_size, d), read)
-    projections = {"self_attn.q_proj": ("attn_q", q_dim, d), "self_attn.k_proj": ("attn_k", kv_dim, d),
-                   "self_attn.v_proj": ("attn_v", kv_dim, d), "self_attn.o_proj": ("attn_output", d, q_dim),
-                   "mlp.gate_proj": ("ffn_gate", i_dim, d), "mlp.up_proj": ("ffn_up", i_dim, d),
-                   "mlp.down_proj": ("ffn_down", d, i_dim)}
-    for layer in blocks:
-        b, t = f"blk.{layer.index}.", layer.tensors
-        for role, name in _GEMMA3_NORMS.items():
-            width = hd if role.startswith("self_attn.") else d
-            yield _plain(f"{b}{name}.weight", t[f"{role}.weight"].name, KEEP, (width,), read, plus_one)
-        for role, (name, rows, k) in projections.items():
-            yield _plain(f"{b}{name}.weight", t[f"{role}.weight"].name, WEIGHT, (rows, k), read)
-    yield _plain("output_norm.weight", head.tensors["norm.weight"].name, KEEP, (d,), read, plus_one)
-    if not spec.tie_embeddings:
-        yield _plain("output.weight", head.tensors["lm_head"].name, HEAD, (spec.vocab_size, d), read)
+    targets = gguf_layout(spec)
+    for source, target in zip(layers, targets, strict=True):
+        for role, t in target.tensors.items():
+            if role == "lm_head" and spec.tie_embeddings:
+                continue  # the embedding itself
+            kind = KEEP if len(t.shape) == 1 else HEAD if role in ("wte", "lm_head") else WEIGHT
+            yield _plain(t.name, source.tensors[role].name, kind, t.shape, read, plus_one if kind == KEEP else None)
 
 
 def _gemma3_metadata(spec: ModelSpec) -> tuple:
